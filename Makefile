@@ -1,0 +1,39 @@
+# One-command set-up: `make run` serves the demo, `make test` runs the suite. Only Python 3.11+ is needed.
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && echo $$p && break; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+FLASK := $(BIN)/flask --app api
+
+.PHONY: venv migrate seed run test bench-review bench-import clean
+
+venv: $(STAMP)
+$(STAMP): requirements.txt
+	@test -n "$(PYTHON)" || { echo "需要 Python 3.11 或更高版本 (Python 3.11+ is required)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+migrate: venv
+	$(FLASK) db upgrade
+
+seed: migrate
+	$(FLASK) registry import fixtures/demo
+
+run: seed
+	@echo "家庭共济 service: http://127.0.0.1:$${PORT:-5000}/  (API docs: /api/docs; Ctrl-C stops everything)"
+	$(BIN)/python -m api.embedded $(BIN)/honcho start -f Procfile
+
+test: venv
+	$(BIN)/python -m pytest
+
+bench-review: seed
+	$(BIN)/python -m api.embedded $(BIN)/python -m tests.bench.review
+
+bench-import: venv
+	$(BIN)/python -m tests.bench.registry_import
+
+clean:
+	rm -rf $(VENV) instance

@@ -1,0 +1,50 @@
+"""The 家庭共济 web service: `create_app` builds the Flask app; `flask --app api ...` finds it here."""
+from flask import Flask
+
+from api import settings
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_path=str(settings.instance_path()))
+    app.config.update(
+        SECRET_KEY=settings.secret_key(),
+        SQLALCHEMY_DATABASE_URI=settings.database_url(),
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        REDIS_URL=settings.redis_url(),
+        UPLOAD_DIR=str(settings.upload_dir()),
+        MAX_CONTENT_LENGTH=6 * 1024 * 1024,
+        TOKEN_TTL_SECONDS=settings.env_int("TOKEN_TTL_SECONDS", 2 * 3600),
+        WECHAT_TOKEN=settings.env_str("WECHAT_TOKEN", "gongji-dev-token"),
+        API_TITLE="职工医保个人账户家庭共济 API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="v1/openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL=None,
+        JSON_AS_ASCII=False,
+    )
+    if test_config:
+        app.config.update(test_config)
+    app.json.ensure_ascii = False
+
+    from api import logging_setup
+    logging_setup.configure(settings.env_str("LOG_LEVEL", "INFO"))
+
+    from api.extensions import configure_sqlite, db, migrate, smorest
+    from api import models  # noqa: F401  (registers the tables)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(settings.ROOT / "migrations"))
+    with app.app_context():
+        configure_sqlite(db.engine)
+    smorest.init_app(app)
+
+    from api.errors import register_error_handlers
+    register_error_handlers(app)
+
+    from api.views import register_blueprints
+    register_blueprints(app, smorest)
+
+    from api.cli import register_commands
+    register_commands(app)
+    return app

@@ -1,0 +1,346 @@
+"""The policy engine: rules R1–R10 of SPEC.md as region data plus small pure functions.
+
+Everything here works on plain values (facts), never on the database, so the API, the bot and the workers
+ask the same questions and get the same answers. A refusal is a stable code from `api.messages`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# R3: 近亲属 since 2024-12; b is a's <relation>, and what a is to b.
+RELATIONS = {
+    "spouse": "配偶", "parent": "父母", "child": "子女", "sibling": "兄弟姐妹",
+    "grandparent": "祖父母", "maternal_grandparent": "外祖父母",
+    "grandchild": "孙子女", "maternal_grandchild": "外孙子女",
+}
+INVERSE = {
+    "spouse": "spouse", "parent": "child", "child": "parent", "sibling": "sibling",
+    "grandparent": "grandchild", "grandchild": "grandparent",
+    "maternal_grandparent": "maternal_grandchild", "maternal_grandchild": "maternal_grandparent",
+}
+MATERIAL_KINDS = {
+    "household_register": "户口簿", "marriage_certificate": "结婚证", "birth_certificate": "出生医学证明",
+    "id_card": "身份证", "insurance_card": "医保卡", "commitment_letter": "承诺书", "other": "其他材料",
+}
+PROOF_KINDS = {"household_register", "marriage_certificate", "birth_certificate", "other"}
+# R8: categories the family account may pay for, and by which kind of institution.
+MEDICAL_CATEGORIES = {"drug", "treatment", "material"}
+ITEM_CATEGORIES = MEDICAL_CATEGORIES | {"non_medical"}
+AREAS = ("pooling", "province", "national")
+AREA_NAMES = {"pooling": "本统筹区", "province": "本省", "national": "全国（跨省）"}
+PENDING_APPLICATION = ("submitted", "reviewing", "manual_review")
+
+
+class PolicyError(ValueError):
+    """A policy file that does not describe a valid policy."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One province's 家庭共济 rules (a file `policies/<province>.toml` of the registry)."""
+    province_code: str
+    name: str
+    app_name: str
+    relations: frozenset[str]
+    shareable: str = "all"                  # all | prior_year (历年账户 only, as 浙江/上海)
+    reserve_fen: int = 0                    # what must stay in the account (山西: 100000)
+    beneficiary_area: str = "national"      # where the beneficiary must be insured: pooling | province | national
+    use_scope: str = "province"             # where the funds may be used: pooling | province | national (跨省)
+    max_spouses: int | None = 1
+    one_father_one_mother: bool = True
+    max_beneficiaries: int | None = None    # per authorizer (泰安: 8)
+    max_authorizers: int | None = None      # per beneficiary (浙江 once: 1)
+    proof: frozenset[str] = frozenset({"registry", "materials"})  # registry | materials | commitment
+    review: str = "auto"                    # auto: registry-confirmed relations pass without a reviewer | manual
+    required_materials: tuple[str, ...] = ("id_card", "insurance_card")
+    manual_review_days: int = 5
+    multi_authorizer_settlement: bool = True  # may one settlement draw on several authorizers?
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Policy":
+        try:
+            policy = cls(
+                province_code=str(data["province_code"]), name=data["name"], app_name=data.get("app_name", ""),
+                relations=frozenset(data["relations"]),
+                shareable=data.get("shareable", "all"), reserve_fen=int(data.get("reserve_fen", 0)),
+                beneficiary_area=data.get("beneficiary_area", "national"),
+                use_scope=data.get("use_scope", "province"),
+                max_spouses=data.get("max_spouses", 1), one_father_one_mother=data.get("one_father_one_mother", True),
+                max_beneficiaries=data.get("max_beneficiaries"), max_authorizers=data.get("max_authorizers"),
+                proof=frozenset(data.get("proof", ["registry", "materials"])), review=data.get("review", "auto"),
+                required_materials=tuple(data.get("required_materials", ["id_card", "insurance_card"])),
+                manual_review_days=int(data.get("manual_review_days", 5)),
+                multi_authorizer_settlement=bool(data.get("multi_authorizer_settlement", True)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PolicyError(f"missing or bad field: {exc}") from None
+        policy.validate()
+        return policy
+
+    def validate(self) -> None:
+        problems = []
+        if len(self.province_code) != 2 or not self.province_code.isdigit():
+            problems.append("province_code must be two digits")
+        if not self.relations or not self.relations <= RELATIONS.keys():
+            problems.append(f"relations must be a non-empty subset of {sorted(RELATIONS)}")
+        if self.shareable not in ("all", "prior_year"):
+            problems.append("shareable must be all or prior_year")
+        if self.reserve_fen < 0:
+            problems.append("reserve_fen must be >= 0")
+        if self.beneficiary_area not in AREAS or self.use_scope not in AREAS:
+            problems.append(f"beneficiary_area and use_scope must be one of {AREAS}")
+        if not self.proof or not self.proof <= {"registry", "materials", "commitment"}:
+            problems.append("proof must be a subset of registry, materials, commitment")
+        if self.review not in ("auto", "manual"):
+            problems.append("review must be auto or manual")
+        if not set(self.required_materials) <= MATERIAL_KINDS.keys():
+            problems.append("required_materials has an unknown kind")
+        if self.manual_review_days < 1:
+            problems.append("manual_review_days must be >= 1")
+        if problems:
+            raise PolicyError("; ".join(problems))
+
+    def to_public(self) -> dict:
+        """What GET /policy shows a person."""
+        return {
+            "province_code": self.province_code, "name": self.name, "app_name": self.app_name,
+            "relations": [{"value": r, "label": RELATIONS[r]} for r in RELATIONS if r in self.relations],
+            "shareable": self.shareable, "reserve_fen": self.reserve_fen,
+            "beneficiary_area": self.beneficiary_area, "use_scope": self.use_scope,
+            "use_scope_label": AREA_NAMES[self.use_scope],
+            "max_beneficiaries": self.max_beneficiaries, "max_authorizers": self.max_authorizers,
+            "required_materials": [{"value": k, "label": MATERIAL_KINDS[k]} for k in self.required_materials],
+            "proof": sorted(self.proof), "review_mode": self.review, "manual_review_days": self.manual_review_days,
+            "multi_authorizer_settlement": self.multi_authorizer_settlement,
+        }
+
+
+def load_policy_file(path: Path) -> Policy:
+    with open(path, "rb") as fh:
+        data = tomllib.load(fh)
+    if data.get("province_code") != path.stem:
+        raise PolicyError(f"province_code {data.get('province_code')!r} does not match the file name")
+    return Policy.from_dict(data)
+
+
+# --- facts ---------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PersonFacts:
+    """What the rules need to know about a person, read from the registry."""
+    id_number: str
+    insurance_type: str          # employee | resident
+    status: str                  # normal | suspended | terminated
+    region_code: str
+    balance_fen: int = 0         # current + prior-year parts
+    prior_year_fen: int = 0
+    has_account: bool = False
+    settlement_suspended: bool = False
+
+    @property
+    def male(self) -> bool:
+        return int(self.id_number[16]) % 2 == 1
+
+
+@dataclass(frozen=True)
+class ExistingLink:
+    """An active binding or an application still in progress, seen from the authorizer or the beneficiary."""
+    relation: str
+    counterpart: PersonFacts
+
+
+def same_area(area: str, region_a: str, region_b: str) -> bool:
+    if area == "national":
+        return True
+    if area == "province":
+        return region_a[:2] == region_b[:2]
+    return region_a[:4] == region_b[:4]  # 统筹区: the prefecture-level city
+
+
+# --- R1–R5: who may bind whom ---------------------------------------------------------------------------------
+
+def shareable_balance(policy: Policy, person: PersonFacts) -> int:
+    """R1: what of the authorizer's balance relatives may use, after the reserve."""
+    base = person.prior_year_fen if policy.shareable == "prior_year" else person.balance_fen
+    return max(0, min(base, person.balance_fen - policy.reserve_fen))
+
+
+def authorizer_refusal(policy: Policy, authorizer: PersonFacts) -> str | None:
+    """R1: an employee, insured normally, whose account is usable and has a shareable balance."""
+    if authorizer.insurance_type != "employee":
+        return "AUTHORIZER_NOT_EMPLOYEE"
+    if authorizer.status != "normal":
+        return "AUTHORIZER_NOT_NORMAL"
+    if not authorizer.has_account:
+        return "AUTHORIZER_NO_ACCOUNT"
+    if shareable_balance(policy, authorizer) <= 0:
+        return "AUTHORIZER_BALANCE_ZERO"
+    return None
+
+
+def beneficiary_refusal(policy: Policy, authorizer: PersonFacts, beneficiary: PersonFacts | None) -> str | None:
+    """R2: insured in basic medical insurance, normal, not the authorizer, in an admitted area."""
+    if beneficiary is None or beneficiary.insurance_type not in ("employee", "resident"):
+        return "BENEFICIARY_NOT_INSURED"
+    if beneficiary.id_number == authorizer.id_number:
+        return "SELF_BINDING"
+    if beneficiary.status != "normal":
+        return "BENEFICIARY_NOT_NORMAL"
+    if not same_area(policy.beneficiary_area, authorizer.region_code, beneficiary.region_code):
+        return "BENEFICIARY_OUT_OF_AREA"
+    return None
+
+
+def relation_refusal(policy: Policy, relation: str, beneficiary: PersonFacts,
+                     authorizer_links: list[ExistingLink], beneficiary_links: list[ExistingLink]) -> str | None:
+    """R3 and R5: the relation is admitted here, the caps hold, and no duplicate exists.
+
+    `authorizer_links` are the authorizer's active bindings and pending applications (as authorizer);
+    `beneficiary_links` are the beneficiary's (as beneficiary), each naming the authorizer as counterpart.
+    """
+    if relation not in RELATIONS:
+        return "RELATION_UNKNOWN"
+    if relation not in policy.relations:
+        return "RELATION_NOT_ALLOWED"
+    if any(link.counterpart.id_number == beneficiary.id_number for link in authorizer_links):
+        return "DUPLICATE_BINDING"
+    if relation == "spouse" and policy.max_spouses is not None:
+        if sum(1 for link in authorizer_links if link.relation == "spouse") >= policy.max_spouses:
+            return "SPOUSE_LIMIT"
+    if relation == "parent" and policy.one_father_one_mother:
+        if any(link.relation == "parent" and link.counterpart.male == beneficiary.male for link in authorizer_links):
+            return "PARENT_LIMIT"
+    if policy.max_beneficiaries is not None and len(authorizer_links) >= policy.max_beneficiaries:
+        return "BENEFICIARY_LIMIT"
+    if policy.max_authorizers is not None and len(beneficiary_links) >= policy.max_authorizers:
+        return "AUTHORIZER_LIMIT"
+    return None
+
+
+def application_refusal(policy: Policy, authorizer: PersonFacts, beneficiary: PersonFacts | None, relation: str,
+                        authorizer_links: list[ExistingLink], beneficiary_links: list[ExistingLink]) -> str | None:
+    """R1–R3 and R5 in the order a person would want to hear them; None when the application may go on."""
+    return (authorizer_refusal(policy, authorizer)
+            or beneficiary_refusal(policy, authorizer, beneficiary)
+            or relation_refusal(policy, relation, beneficiary, authorizer_links, beneficiary_links))
+
+
+def kinship_matches(relation: str, records: list[tuple[str, str, str]], a: str, b: str) -> bool:
+    """R4: does the registry say b is a's `relation`? records are (id_a, id_b, relation) rows touching a and b."""
+    for rec_a, rec_b, rec_rel in records:
+        if (rec_a, rec_b, rec_rel) == (a, b, relation) or (rec_a, rec_b, rec_rel) == (b, a, INVERSE[relation]):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class ReviewOutcome:
+    status: str                 # approved | manual_review | rejected
+    code: str | None = None     # the reason when not approved
+
+
+def review_outcome(policy: Policy, kinship_confirmed: bool, material_kinds: set[str]) -> ReviewOutcome:
+    """R4 and R11: approve what the registry confirms, send proof to a reviewer, reject what has neither."""
+    if kinship_confirmed and "registry" in policy.proof:
+        if policy.review == "auto":
+            return ReviewOutcome("approved")
+        return ReviewOutcome("manual_review")
+    has_proof = ("materials" in policy.proof and bool(material_kinds & PROOF_KINDS)) or \
+                ("commitment" in policy.proof and "commitment_letter" in material_kinds)
+    if has_proof:
+        return ReviewOutcome("manual_review", "KINSHIP_NOT_CONFIRMED")
+    return ReviewOutcome("rejected", "KINSHIP_NOT_CONFIRMED")
+
+
+def review_deadline(policy: Policy, entered_manual_review_at: dt.datetime) -> dt.datetime:
+    return entered_manual_review_at + dt.timedelta(days=policy.manual_review_days)
+
+
+# --- R7–R10: settlement ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FamilySource:
+    """An active binding the patient may draw on, with what it can give now."""
+    binding_id: str
+    authorizer: PersonFacts
+    policy: Policy                 # the authorizer's region policy governs his account
+    created_at: dt.datetime
+    priority: int | None = None
+    monthly_limit_fen: int | None = None
+    used_this_month_fen: int = 0
+    per_payment_limit_fen: int | None = None
+    valid_until: dt.date | None = None
+
+
+def settlement_refusal(patient: PersonFacts, credential_is_patients: bool, institution_designated: bool) -> str | None:
+    """R8 (designated only) and R9 (own credential, not suspended) before any money moves."""
+    if not institution_designated:
+        return "NOT_DESIGNATED"
+    if not credential_is_patients:
+        return "IMPERSONATION"
+    if patient.settlement_suspended:
+        return "SETTLEMENT_SUSPENDED"
+    if patient.status != "normal":
+        return "PATIENT_NOT_NORMAL"
+    return None
+
+
+def eligible_fen(items: list[dict]) -> int:
+    """R8: only medical items (drugs, care, devices/consumables) may be paid from an account."""
+    return sum(item["amount_fen"] for item in items if item["category"] in MEDICAL_CATEGORIES)
+
+
+def family_source_available(source: FamilySource, institution_region: str, today: dt.date) -> int:
+    """R7 and R10 limits: what this binding may pay now, before the account's own balance is looked at."""
+    if source.valid_until is not None and today > source.valid_until:
+        return 0
+    if not same_area(source.policy.use_scope, source.authorizer.region_code, institution_region):
+        return 0
+    available = shareable_balance(source.policy, source.authorizer)
+    if source.monthly_limit_fen is not None:
+        available = min(available, max(0, source.monthly_limit_fen - source.used_this_month_fen))
+    if source.per_payment_limit_fen is not None:
+        available = min(available, source.per_payment_limit_fen)
+    return max(0, available)
+
+
+def order_family_sources(sources: list[FamilySource]) -> list[FamilySource]:
+    """R10: the beneficiary's chosen order, then the oldest binding first."""
+    return sorted(sources, key=lambda s: (s.priority is None, s.priority or 0, s.created_at, s.binding_id))
+
+
+@dataclass
+class PaymentPlan:
+    own_account_fen: int = 0
+    family: list[tuple[str, int]] = field(default_factory=list)  # (binding_id, amount_fen)
+    cash_fen: int = 0
+
+
+def plan_payment(personal_burden_fen: int, eligible_burden_fen: int, own_available_fen: int,
+                 sources: list[FamilySource], institution_region: str, today: dt.date,
+                 patient_policy: Policy | None = None) -> PaymentPlan:
+    """R10: own account first, then family accounts in order, then cash.
+
+    `eligible_burden_fen` is the part of the personal burden that accounts may pay (R8); the rest is cash.
+    Whether one settlement may use several authorizers is the patient's region policy.
+    """
+    plan = PaymentPlan()
+    payable = min(personal_burden_fen, eligible_burden_fen)
+    plan.own_account_fen = min(payable, max(0, own_available_fen))
+    remaining = payable - plan.own_account_fen
+    multi = patient_policy.multi_authorizer_settlement if patient_policy else True
+    for source in order_family_sources(sources):
+        if remaining <= 0:
+            break
+        amount = min(remaining, family_source_available(source, institution_region, today))
+        if amount <= 0:
+            continue
+        plan.family.append((source.binding_id, amount))
+        remaining -= amount
+        if not multi:
+            break
+    plan.cash_fen = personal_burden_fen - plan.own_account_fen - sum(a for _, a in plan.family)
+    return plan

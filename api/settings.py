@@ -1,0 +1,82 @@
+"""Settings read from the environment through small typed helpers; defaults give the embedded set-up."""
+import os
+import secrets
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def env_int(name: str, default: int) -> int:
+    value = env_str(name)
+    return int(value) if value is not None else default
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = env_str(name)
+    return default if value is None else value.lower() in ("1", "true", "yes", "on")
+
+
+def instance_path() -> Path:
+    path = Path(env_str("INSTANCE_PATH", str(ROOT / "instance")))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def database_url() -> str:
+    url = env_str("DATABASE_URL")
+    if not url:
+        return f"sqlite:///{instance_path() / 'app.db'}"
+    # Accept the usual libpq spellings and use the psycopg 3 driver.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def embedded_redis_socket() -> Path:
+    # A unix socket path must stay short (about 100 bytes); deep checkouts fall back to the temp directory.
+    sock = instance_path() / "redis.sock"
+    if len(str(sock)) > 100:
+        import hashlib
+        import tempfile
+        digest = hashlib.sha1(str(sock).encode()).hexdigest()[:10]
+        sock = Path(tempfile.gettempdir()) / f"gongji-{digest}.sock"
+    return sock
+
+
+def redis_url() -> str:
+    return env_str("REDIS_URL") or f"unix://{embedded_redis_socket()}"
+
+
+def uses_embedded_redis() -> bool:
+    return env_str("REDIS_URL") is None
+
+
+def secret_key() -> str:
+    """SECRET_KEY from the environment, else one generated once into instance/ and kept there."""
+    key = env_str("SECRET_KEY")
+    if key:
+        return key
+    path = instance_path() / "secret_key"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(secrets.token_urlsafe(48))
+        tmp.chmod(0o600)
+        try:
+            os.link(tmp, path)  # atomic: the first process to create it wins
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
+
+
+def upload_dir() -> Path:
+    path = Path(env_str("UPLOAD_DIR", str(instance_path() / "uploads")))
+    path.mkdir(parents=True, exist_ok=True)
+    return path

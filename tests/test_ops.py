@@ -1,0 +1,36 @@
+"""Liveness, readiness and the JSON error body."""
+
+
+def test_healthz(client):
+    assert client.get("/healthz").json == {"status": "ok"}
+
+
+def test_readyz_checks_database_and_redis(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json["checks"] == {"database": "ok", "redis": "ok"}
+
+
+def test_readyz_reports_a_redis_that_does_not_answer(clean_app):
+    from api.extensions import redis_client
+    import redis
+    clean_app.extensions["redis"] = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    try:
+        response = clean_app.test_client().get("/readyz")
+        assert response.status_code == 503
+        assert response.json["checks"]["redis"].startswith("error")
+        assert response.json["checks"]["database"] == "ok"
+    finally:
+        del clean_app.extensions["redis"]
+        redis_client().ping()
+
+
+def test_unknown_path_is_a_chinese_404(client):
+    response = client.get("/api/v1/nothing-here")
+    assert response.status_code == 404
+    assert response.json["error"]["code"] == "NOT_FOUND"
+    assert response.json["error"]["message"] == "未找到相关记录"
+
+
+def test_openapi_document_is_served(client):
+    assert client.get("/api/v1/openapi.json").status_code == 200
