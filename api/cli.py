@@ -1,7 +1,8 @@
-"""Operator commands: `flask --app api registry import`, `staff create`, `ledger check`, `worker`."""
-import click
-from flask.cli import AppGroup
+"""Registers the operator commands of api/commands/ on the app."""
 
 
 def register_commands(app) -> None:
-    pass
+    from api.commands import ledger, registry, staff, worker
+    for module in (registry, staff, ledger, worker):
+        app.cli.add_command(module.cli)
+    app.cli.add_command(worker.clock)

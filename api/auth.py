@@ -1,0 +1,105 @@
+"""Bearer tokens for persons and staff, institution keys, and the decorators views use to know the caller."""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+
+from flask import current_app, g, request
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import select
+
+from api.errors import ApiError
+from api.extensions import db
+from api.models import Institution, Person, StaffUser, utcnow
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="bearer-token")
+
+
+def issue_token(kind: str, subject_id: int, **claims) -> tuple[str, dt.datetime]:
+    """A signed token naming a person (`person`) or a staff user (`staff`); it expires after TOKEN_TTL_SECONDS."""
+    ttl = current_app.config["TOKEN_TTL_SECONDS"]
+    token = _serializer().dumps({"k": kind, "sub": subject_id, **claims})
+    return token, utcnow() + dt.timedelta(seconds=ttl)
+
+
+def read_token(expected_kind: str) -> dict:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        raise ApiError("UNAUTHORIZED", 401)
+    try:
+        data = _serializer().loads(header[7:].strip(), max_age=current_app.config["TOKEN_TTL_SECONDS"])
+    except SignatureExpired:
+        raise ApiError("TOKEN_EXPIRED", 401) from None
+    except BadSignature:
+        raise ApiError("UNAUTHORIZED", 401) from None
+    if data.get("k") != expected_kind:
+        raise ApiError("UNAUTHORIZED", 401)
+    return data
+
+
+def current_person() -> Person:
+    if "person" not in g:
+        data = read_token("person")
+        person = db.session.get(Person, data["sub"])
+        if person is None:
+            raise ApiError("UNAUTHORIZED", 401)
+        g.person = person
+        g.channel = data.get("ch")
+    return g.person
+
+
+def current_staff() -> StaffUser:
+    if "staff" not in g:
+        data = read_token("staff")
+        staff = db.session.get(StaffUser, data["sub"])
+        if staff is None or not staff.active:
+            raise ApiError("UNAUTHORIZED", 401)
+        g.staff = staff
+    return g.staff
+
+
+def current_institution() -> Institution:
+    if "institution" not in g:
+        key = request.headers.get("X-Institution-Key", "")
+        institution = db.session.scalar(select(Institution).where(Institution.api_key_hash == hash_key(key))) \
+            if key else None
+        if institution is None:
+            raise ApiError("UNAUTHORIZED", 401)
+        g.institution = institution
+    return g.institution
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def person_required(view):
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        current_person()
+        return view(*args, **kwargs)
+    return wrapper
+
+
+def staff_required(*roles: str):
+    """The caller is an active staff user holding one of `roles` (admin holds them all)."""
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            staff = current_staff()
+            if roles and not (set(staff.roles) & (set(roles) | {"admin"})):
+                raise ApiError("FORBIDDEN", 403)
+            return view(*args, **kwargs)
+        return wrapper
+    return decorate
+
+
+def institution_required(view):
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        current_institution()
+        return view(*args, **kwargs)
+    return wrapper

@@ -1,0 +1,4 @@
+"""`flask --app api registry …`"""
+from flask.cli import AppGroup
+
+cli = AppGroup("registry", help="registry commands")

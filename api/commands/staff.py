@@ -1,0 +1,4 @@
+"""`flask --app api staff …`"""
+from flask.cli import AppGroup
+
+cli = AppGroup("staff", help="staff commands")

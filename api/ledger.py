@@ -1,0 +1,139 @@
+"""The double-entry ledger: every movement of money is a transaction whose postings, in integer 分, sum to zero.
+
+A personal account can never go below zero. The guard is in the database operation itself — a conditional
+`UPDATE … WHERE balance_fen + :delta >= 0` whose row count is checked — so that it holds under concurrency on
+PostgreSQL (the WHERE clause is re-evaluated after a concurrent writer commits) and on SQLite (one writer at a
+time, transactions begun IMMEDIATE); a CHECK constraint is the last line of defence.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from api.extensions import db
+from api.models import LedgerAccount, LedgerTransaction, Person, Posting
+
+PERSONAL_KINDS = ("personal_current", "personal_prior")
+REGISTRY_ACCOUNT = "registry:funding"  # the counterpart of balances loaded from the registry
+
+
+class InsufficientFunds(Exception):
+    """A posting would take a personal account below zero; nothing of the transaction was written."""
+
+    def __init__(self, account_code: str):
+        super().__init__(account_code)
+        self.account_code = account_code
+
+
+class UnbalancedTransaction(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Entry:
+    account_id: int
+    amount_fen: int            # positive raises the balance, negative lowers it
+    binding_id: str | None = None
+
+
+def system_account(code: str, kind: str = "registry") -> LedgerAccount:
+    account = db.session.scalar(select(LedgerAccount).where(LedgerAccount.code == code))
+    if account is None:
+        account = LedgerAccount(code=code, kind=kind, balance_fen=0)
+        db.session.add(account)
+        db.session.flush()
+    return account
+
+
+def institution_account(institution_id: int) -> LedgerAccount:
+    account = db.session.scalar(select(LedgerAccount).where(LedgerAccount.institution_id == institution_id))
+    if account is None:
+        account = LedgerAccount(code=f"institution:{institution_id}", kind="institution",
+                                institution_id=institution_id, balance_fen=0)
+        db.session.add(account)
+        db.session.flush()
+    return account
+
+
+def personal_accounts(person: Person) -> tuple[LedgerAccount, LedgerAccount]:
+    """The person's (current-year, prior-year 历年) accounts, created empty on first use."""
+    found = {a.kind: a for a in db.session.scalars(
+        select(LedgerAccount).where(LedgerAccount.person_id == person.id))}
+    for kind in PERSONAL_KINDS:
+        if kind not in found:
+            found[kind] = LedgerAccount(code=f"person:{person.id}:{kind.split('_')[1]}", kind=kind,
+                                        person_id=person.id, balance_fen=0)
+            db.session.add(found[kind])
+    db.session.flush()
+    return found["personal_current"], found["personal_prior"]
+
+
+def post(kind: str, entries: list[Entry], reference: str | None = None, memo: str | None = None) -> LedgerTransaction:
+    """Writes one balanced transaction inside the caller's database transaction.
+
+    Raises InsufficientFunds (the caller rolls back) when a personal account would go below zero.
+    Accounts are updated in id order, so concurrent transactions lock rows in one order and cannot deadlock.
+    """
+    entries = [e for e in entries if e.amount_fen != 0]
+    if any(not isinstance(e.amount_fen, int) for e in entries):
+        raise UnbalancedTransaction("amounts must be integer fen")
+    if sum(e.amount_fen for e in entries) != 0:
+        raise UnbalancedTransaction("postings must sum to zero")
+    txn = LedgerTransaction(kind=kind, reference=reference, memo=memo)
+    db.session.add(txn)
+    db.session.flush()
+    for entry in sorted(entries, key=lambda e: e.account_id):
+        _apply(entry.account_id, entry.amount_fen)
+        db.session.add(Posting(transaction_id=txn.id, account_id=entry.account_id, amount_fen=entry.amount_fen,
+                               binding_id=entry.binding_id))
+    db.session.flush()
+    return txn
+
+
+def _apply(account_id: int, delta: int) -> None:
+    table = LedgerAccount.__table__
+    stmt = update(table).where(table.c.id == account_id).values(balance_fen=table.c.balance_fen + delta)
+    if delta < 0:
+        # Only personal accounts are guarded; system and institution accounts are counterparts that may go negative.
+        stmt = stmt.where((table.c.kind.not_in(PERSONAL_KINDS)) | (table.c.balance_fen + delta >= 0))
+    if db.session.execute(stmt, execution_options={"synchronize_session": False}).rowcount != 1:
+        code = db.session.scalar(select(LedgerAccount.code).where(LedgerAccount.id == account_id))
+        raise InsufficientFunds(code or str(account_id))
+    # keep loaded objects in step with the row
+    for obj in db.session.identity_map.values():
+        if isinstance(obj, LedgerAccount) and obj.id == account_id:
+            db.session.expire(obj, ["balance_fen"])
+
+
+def balance_of(person: Person) -> tuple[int, int]:
+    """(total, prior-year part) of a person's personal account, in 分."""
+    rows = db.session.execute(select(LedgerAccount.kind, LedgerAccount.balance_fen)
+                              .where(LedgerAccount.person_id == person.id)).all()
+    parts = {kind: bal for kind, bal in rows}
+    prior = parts.get("personal_prior", 0)
+    return parts.get("personal_current", 0) + prior, prior
+
+
+def has_account(person: Person) -> bool:
+    return db.session.scalar(select(LedgerAccount.id).where(LedgerAccount.person_id == person.id).limit(1)) \
+        is not None
+
+
+def check() -> list[str]:
+    """Every transaction sums to zero and every cached balance equals its postings; returns the mismatches."""
+    from sqlalchemy import func
+    problems = []
+    for txn_id, total in db.session.execute(
+            select(Posting.transaction_id, func.sum(Posting.amount_fen)).group_by(Posting.transaction_id)
+            .having(func.sum(Posting.amount_fen) != 0)):
+        problems.append(f"transaction {txn_id} sums to {total}, not 0")
+    sums = dict(db.session.execute(select(Posting.account_id, func.sum(Posting.amount_fen))
+                                   .group_by(Posting.account_id)).all())
+    for account in db.session.scalars(select(LedgerAccount).order_by(LedgerAccount.id)):
+        expected = int(sums.get(account.id, 0) or 0)
+        if account.balance_fen != expected:
+            problems.append(f"account {account.code} balance {account.balance_fen} != postings {expected}")
+        if account.kind in PERSONAL_KINDS and account.balance_fen < 0:
+            problems.append(f"account {account.code} is negative: {account.balance_fen}")
+    return problems

@@ -1,0 +1,1 @@
+"""Services: each public function changes state in one transaction, calling the policy engine and the ledger."""

@@ -1,0 +1,31 @@
+"""Reading the registry for the rules: a person's facts and the policy of his region."""
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from api import ledger
+from api.errors import ApiError
+from api.extensions import db
+from api.models import Person, RegionPolicy
+from api.policy import PersonFacts, Policy
+
+
+def policy_for(region_code: str) -> Policy:
+    row = db.session.get(RegionPolicy, region_code[:2])
+    if row is None:
+        raise ApiError("OUT_OF_SCOPE", 422)
+    return Policy.from_dict(row.data)
+
+
+def facts_of(person: Person) -> PersonFacts:
+    total, prior = ledger.balance_of(person)
+    return PersonFacts(
+        id_number=person.id_number, insurance_type=person.insurance_type, status=person.status,
+        region_code=person.region_code, balance_fen=total, prior_year_fen=prior,
+        has_account=person.insurance_type == "employee" and ledger.has_account(person),
+        settlement_suspended=person.settlement_suspended,
+    )
+
+
+def person_by_id_number(id_number: str) -> Person | None:
+    return db.session.scalar(select(Person).where(Person.id_number == id_number))

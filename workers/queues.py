@@ -1,0 +1,65 @@
+"""The RQ queues (JSON serializer) and enqueueing that only ever happens after the commit it depends on."""
+from __future__ import annotations
+
+import logging
+
+from flask import current_app, g, has_app_context
+from redis.exceptions import RedisError
+from rq import Queue, Retry
+from rq.exceptions import DuplicateJobError
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from api.extensions import redis_client
+
+log = logging.getLogger(__name__)
+
+REVIEWS = "reviews"
+NOTIFICATIONS = "notifications"
+QUEUES = (REVIEWS, NOTIFICATIONS)
+RETRY = Retry(max=3, interval=[5, 30, 120])
+
+
+def queue(name: str) -> Queue:
+    return Queue(name, connection=redis_client(), serializer=JSONSerializer, default_timeout=60)
+
+
+def enqueue(queue_name: str, func: str, job_id: str, *args) -> bool:
+    """Enqueues `func(*args)` once per `job_id`; returns False (and logs) when Redis cannot take it.
+
+    A lost enqueue is not lost work: the database row stays in its pending state and the sweeper
+    (`workers.jobs.sweep`) enqueues it again.
+    """
+    try:
+        q = queue(queue_name)
+        existing = Job.fetch(job_id, connection=q.connection, serializer=JSONSerializer) \
+            if q.connection.exists(f"rq:job:{job_id}") else None
+        if existing is not None:
+            status = existing.get_status(refresh=False)
+            if status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+                return True
+            existing.delete()  # finished or failed earlier: the database says there is work again
+        q.enqueue(func, *args, job_id=job_id, unique=True, retry=RETRY, result_ttl=300, failure_ttl=7 * 86400)
+        return True
+    except DuplicateJobError:
+        return True
+    except (RedisError, OSError) as exc:
+        log.warning("enqueue %s failed: %s; the sweeper will retry", job_id, type(exc).__name__)
+        return False
+
+
+def after_commit(queue_name: str, func: str, job_id: str, *args) -> None:
+    """Remembers a job for the request/job in progress; `flush_after_commit` sends them once committed."""
+    if has_app_context():
+        g.setdefault("pending_jobs", []).append((queue_name, func, job_id, args))
+    else:  # pragma: no cover - services always run in an app context
+        raise RuntimeError("after_commit needs an app context")
+
+
+def flush_after_commit() -> None:
+    for queue_name, func, job_id, args in g.pop("pending_jobs", []):
+        enqueue(queue_name, func, job_id, *args)
+
+
+def discard_pending() -> None:
+    g.pop("pending_jobs", None)
