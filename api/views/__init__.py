@@ -2,5 +2,7 @@
 
 
 def register_blueprints(app, api) -> None:
-    from api.views import ops
+    from api.views import auth, bindings, ops, persons, staff
     app.register_blueprint(ops.bp)
+    for module in (auth, persons, bindings, staff):
+        api.register_blueprint(module.blp)

@@ -1,0 +1,4 @@
+"""auth endpoints (see ../shared/API.md)."""
+from flask_smorest import Blueprint
+
+blp = Blueprint("auth", __name__, url_prefix="/api/v1")

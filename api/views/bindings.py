@@ -1,0 +1,4 @@
+"""bindings endpoints (see ../shared/API.md)."""
+from flask_smorest import Blueprint
+
+blp = Blueprint("bindings", __name__, url_prefix="/api/v1")

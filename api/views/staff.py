@@ -1,0 +1,4 @@
+"""staff endpoints (see ../shared/API.md)."""
+from flask_smorest import Blueprint
+
+blp = Blueprint("staff", __name__, url_prefix="/api/v1")
