@@ -1,5 +1,5 @@
 """The 家庭共济 web service: `create_app` builds the Flask app; `flask --app api ...` finds it here."""
-from flask import Flask
+from flask import Flask, g
 
 from api import settings
 
@@ -41,6 +41,12 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from api.errors import register_error_handlers
     register_error_handlers(app)
+
+    @app.before_request
+    def _forget_previous_caller():
+        # g lives in the app context, which an outer context (tests, CLI) may share between requests
+        for key in ("person", "channel", "staff", "institution", "in_unit", "pending_jobs"):
+            g.pop(key, None)
 
     from api.views import register_blueprints
     register_blueprints(app, smorest)

@@ -1,4 +1,7 @@
 """Shared extension objects, each init_app'ed by create_app."""
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 import redis
 from flask import current_app
 from flask_migrate import Migrate
@@ -23,11 +26,34 @@ migrate = Migrate()
 smorest = Api()
 
 
-def configure_sqlite(engine) -> None:
-    """SQLite for several processes: WAL, a busy timeout, and every transaction begun IMMEDIATE.
+_writing: ContextVar[bool] = ContextVar("writing", default=False)
 
-    A deferred transaction that reads and then writes fails at once with SQLITE_BUSY under WAL instead of
-    waiting; taking the write lock at BEGIN makes writers queue behind each other (SQLAlchemy's documented recipe).
+
+@contextmanager
+def writing():
+    """Marks a block that will write: on SQLite its transaction begins IMMEDIATE (takes the write lock first).
+
+    A read transaction left open before the block is ended first, so the block sees fresh data and a SQLite
+    read snapshot is never upgraded to a write (which fails at once with SQLITE_BUSY instead of waiting).
+    Nested blocks join the outer one.
+    """
+    if _writing.get():
+        yield
+        return
+    if db.session().in_transaction():
+        db.session.rollback()
+    token = _writing.set(True)
+    try:
+        yield
+    finally:
+        _writing.reset(token)
+
+
+def configure_sqlite(engine) -> None:
+    """SQLite for several processes: WAL, a busy timeout, and write transactions begun IMMEDIATE.
+
+    Readers never block writers under WAL; writers queue for the lock at BEGIN (`writing()`), following
+    SQLAlchemy's documented recipe for pysqlite transactions.
     """
     if engine.dialect.name != "sqlite":
         return
@@ -44,7 +70,7 @@ def configure_sqlite(engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if _writing.get() else "BEGIN")
 
 
 def redis_client() -> redis.Redis:

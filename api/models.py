@@ -190,6 +190,11 @@ def new_receipt_no() -> str:
 class Application(db.Model):
     """共济申请: an authorizer's request to let a relative use his personal account."""
     __tablename__ = "applications"
+    __table_args__ = (
+        Index("uq_applications_pending_pair", "authorizer_id", "beneficiary_id", unique=True,
+              sqlite_where=text("status IN ('submitted', 'reviewing', 'manual_review')"),
+              postgresql_where=text("status IN ('submitted', 'reviewing', 'manual_review')")),
+    )
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     receipt_no: Mapped[str] = mapped_column(String(20), unique=True, default=new_receipt_no)
     authorizer_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)

@@ -5,6 +5,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from flask.testing import FlaskClient
 from sqlalchemy import text
 
 _TMP = Path(tempfile.mkdtemp(prefix="gj-test-"))
@@ -65,8 +66,21 @@ def clean_app(app):
         db.session.remove()
 
 
+class _Client(FlaskClient):
+    """A test client whose requests see what the test wrote, and after which the test sees what they wrote."""
+
+    def open(self, *args, **kwargs):
+        from api.extensions import db
+        db.session.commit()
+        try:
+            return super().open(*args, **kwargs)
+        finally:
+            db.session.rollback()
+
+
 @pytest.fixture
 def client(clean_app):
+    clean_app.test_client_class = _Client
     return clean_app.test_client()
 
 

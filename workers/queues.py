@@ -1,6 +1,7 @@
 """The RQ queues (JSON serializer) and enqueueing that only ever happens after the commit it depends on."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from flask import current_app, g, has_app_context
@@ -18,10 +19,13 @@ REVIEWS = "reviews"
 NOTIFICATIONS = "notifications"
 QUEUES = (REVIEWS, NOTIFICATIONS)
 RETRY = Retry(max=3, interval=[5, 30, 120])
+JOB_TIMEOUT = 30  # seconds; reviews and deliveries take milliseconds
+# A job still "started" this long after it began has lost its worker (killed, machine gone): run it again.
+STALE_AFTER = dt.timedelta(seconds=JOB_TIMEOUT + 15)
 
 
 def queue(name: str) -> Queue:
-    return Queue(name, connection=redis_client(), serializer=JSONSerializer, default_timeout=60)
+    return Queue(name, connection=redis_client(), serializer=JSONSerializer, default_timeout=JOB_TIMEOUT)
 
 
 def enqueue(queue_name: str, func: str, job_id: str, *args) -> bool:
@@ -36,9 +40,13 @@ def enqueue(queue_name: str, func: str, job_id: str, *args) -> bool:
             if q.connection.exists(f"rq:job:{job_id}") else None
         if existing is not None:
             status = existing.get_status(refresh=False)
-            if status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+            if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
                 return True
-            existing.delete()  # finished or failed earlier: the database says there is work again
+            if status == JobStatus.STARTED and existing.started_at and \
+                    dt.datetime.now(dt.timezone.utc) - existing.started_at.replace(tzinfo=dt.timezone.utc) < STALE_AFTER:
+                return True
+            # finished, failed, or abandoned by a dead worker: the database says there is work again
+            existing.delete()
         q.enqueue(func, *args, job_id=job_id, unique=True, retry=RETRY, result_ttl=300, failure_ttl=7 * 86400)
         return True
     except DuplicateJobError:

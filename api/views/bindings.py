@@ -1,4 +1,222 @@
-"""bindings endpoints (see ../shared/API.md)."""
+"""Applications, bindings and the inbox of a person (mini-program API)."""
+from flask import request
+from flask.views import MethodView
 from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
 
-blp = Blueprint("bindings", __name__, url_prefix="/api/v1")
+from api import policy
+from api.auth import current_person, person_required
+from api.masking import mask_id, mask_name
+from api.pagination import PageArgs, paginate
+from api.services import applications, bindings, idempotency, notifications
+from api.timefmt import local_iso
+
+blp = Blueprint("bindings", __name__, url_prefix="/api/v1", description="家庭共济申请、共济关系与消息")
+
+Money = lambda **kw: fields.Integer(validate=validate.Range(min=0, max=10**10), **kw)  # noqa: E731
+
+
+class ApplicationIn(Schema):
+    beneficiary_name = fields.String(required=True, validate=validate.Length(min=1, max=50))
+    beneficiary_id_number = fields.String(required=True, validate=validate.Length(min=15, max=20))
+    relation = fields.String(required=True, validate=validate.Length(min=1, max=30))
+    material_ids = fields.List(fields.String(validate=validate.Length(max=64)), load_default=list,
+                               validate=validate.Length(max=20))
+    monthly_limit_fen = Money(load_default=None, allow_none=True)
+    per_payment_limit_fen = Money(load_default=None, allow_none=True)
+    valid_until = fields.Date(load_default=None, allow_none=True)
+
+
+class TimelineEntry(Schema):
+    status = fields.String()
+    at = fields.Function(lambda e: local_iso(e.at))
+    actor = fields.String()
+    reason_code = fields.String(allow_none=True)
+    reason = fields.String(allow_none=True)
+
+
+def _counterpart(app_or_binding, viewer_id: int) -> dict:
+    """The other side, masked, with what he is to the viewer."""
+    if viewer_id == app_or_binding.authorizer_id:
+        other, relation = app_or_binding.beneficiary, app_or_binding.relation
+    else:
+        other, relation = app_or_binding.authorizer, policy.INVERSE[app_or_binding.relation]
+    return {"name": mask_name(other.name), "id_number": mask_id(other.id_number), "relation": relation,
+            "relation_label": policy.RELATIONS[relation]}
+
+
+def dump_application(app, viewer_id: int, detail: bool = False) -> dict:
+    body = {
+        "id": app.id, "receipt_no": app.receipt_no, "status": app.status,
+        "status_label": applications.STATUS_LABELS[app.status],
+        "role": "authorizer" if viewer_id == app.authorizer_id else "beneficiary",
+        "relation": app.relation, "relation_label": policy.RELATIONS[app.relation],
+        "authorizer": {"name": mask_name(app.authorizer.name), "id_number": mask_id(app.authorizer.id_number)},
+        "beneficiary": {"name": mask_name(app.beneficiary.name), "id_number": mask_id(app.beneficiary.id_number)},
+        "counterpart": _counterpart(app, viewer_id),
+        "monthly_limit_fen": app.monthly_limit_fen, "per_payment_limit_fen": app.per_payment_limit_fen,
+        "valid_until": app.valid_until.isoformat() if app.valid_until else None,
+        "channel": app.channel, "reason_code": app.reason_code,
+        "reason": None if app.reason_code is None else applications.message(app.reason_code),
+        "binding_id": app.binding_id,
+        "created_at": local_iso(app.created_at), "decided_at": local_iso(app.decided_at),
+    }
+    if detail:
+        body["timeline"] = TimelineEntry(many=True).dump(app.events)
+        body["materials"] = [{"id": m.id, "kind": m.kind} for m in app.materials]
+    return body
+
+
+def dump_binding(b, viewer_id: int, used: dict) -> dict:
+    return {
+        "id": b.id, "relation": _counterpart(b, viewer_id)["relation"],
+        "relation_label": _counterpart(b, viewer_id)["relation_label"],
+        "role": "authorizer" if viewer_id == b.authorizer_id else "beneficiary",
+        "counterpart": _counterpart(b, viewer_id), "status": b.status,
+        "monthly_limit_fen": b.monthly_limit_fen, "per_payment_limit_fen": b.per_payment_limit_fen,
+        "valid_until": b.valid_until.isoformat() if b.valid_until else None, "priority": b.priority,
+        "used_this_month_fen": used.get(b.id, 0), "created_at": local_iso(b.created_at),
+        "revoked_at": local_iso(b.revoked_at), "revoked_by": b.revoked_by,
+    }
+
+
+class ApplicationsAnswer(Schema):
+    items = fields.List(fields.Dict())
+    next_cursor = fields.String(allow_none=True)
+
+
+@blp.route("/bindings/applications")
+class Applications(MethodView):
+    @person_required
+    @blp.arguments(ApplicationIn)
+    @blp.response(202)
+    @blp.doc(parameters=[{"in": "header", "name": "Idempotency-Key", "required": False,
+                          "schema": {"type": "string"}}])
+    def post(self, data):
+        """提交家庭共济申请（授权人为本人）: 202 {id, status, receipt_no}; rules refused → 422 with the engine's code."""
+        person = current_person()
+
+        def act():
+            materials = []
+            if data["material_ids"]:
+                from api.services.materials import owned_materials
+                materials = owned_materials(person, data["material_ids"])
+            app = applications.submit(person, data, channel=_channel(), materials=materials)
+            return {"id": app.id, "status": app.status, "receipt_no": app.receipt_no}, 202
+
+        body, status = idempotency.run(f"person:{person.id}:applications", data, act)
+        return body, status
+
+    @person_required
+    @blp.arguments(PageArgs, location="query")
+    @blp.response(200, ApplicationsAnswer)
+    def get(self, args):
+        """本人的申请（作为授权人或被申请的共济人员）, newest first."""
+        person = current_person()
+        rows, cursor = paginate(applications.list_for(person), applications.Application, args["limit"],
+                                args["cursor"])
+        return {"items": [dump_application(a, person.id) for a in rows], "next_cursor": cursor}
+
+
+def _channel() -> str:
+    from flask import g
+    return g.get("channel") or "web"
+
+
+@blp.route("/bindings/applications/<application_id>")
+@person_required
+@blp.response(200)
+def application_detail(application_id):
+    """申请详情与办理进度 (timeline)."""
+    person = current_person()
+    return dump_application(applications.visible_to(person, application_id), person.id, detail=True)
+
+
+@blp.route("/bindings/applications/<application_id>/withdraw", methods=["POST"])
+@person_required
+@blp.response(200)
+def withdraw(application_id):
+    """申请人撤回（审核结果出来之前）."""
+    person = current_person()
+    return dump_application(applications.withdraw(person, application_id), person.id, detail=True)
+
+
+class BindingsAnswer(Schema):
+    granted = fields.List(fields.Dict())
+    received = fields.List(fields.Dict())
+
+
+@blp.route("/bindings")
+@person_required
+@blp.response(200, BindingsAnswer)
+def list_bindings():
+    """我授权的 (granted) 与授权给我的 (received) 共济关系."""
+    person = current_person()
+    mine = bindings.of_person(person)
+    used = bindings.used_this_month([b.id for side in mine.values() for b in side])
+    return {side: [dump_binding(b, person.id, used) for b in rows] for side, rows in mine.items()}
+
+
+class BindingPatch(Schema):
+    monthly_limit_fen = Money(allow_none=True)
+    per_payment_limit_fen = Money(allow_none=True)
+    valid_until = fields.Date(allow_none=True)
+    priority = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=99))
+
+
+class RevokeIn(Schema):
+    reason = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
+
+
+@blp.route("/bindings/<binding_id>", methods=["PATCH"])
+@person_required
+@blp.arguments(BindingPatch)
+@blp.response(200)
+def patch_binding(data, binding_id):
+    """授权人设置限额与有效期（null 为不限）；共济人员设置使用顺序 priority."""
+    person = current_person()
+    if not data:
+        from api.errors import ApiError
+        raise ApiError("INVALID_INPUT", 400)
+    b = bindings.update_settings(person, binding_id, data)
+    return dump_binding(b, person.id, bindings.used_this_month([b.id]))
+
+
+@blp.route("/bindings/<binding_id>/revoke", methods=["POST"])
+@person_required
+@blp.arguments(RevokeIn)
+@blp.response(200)
+def revoke_binding(data, binding_id):
+    """解除共济关系（授权人解绑或共济人员退出），立即生效，记录保留."""
+    person = current_person()
+    b = bindings.revoke(person, binding_id, data.get("reason"))
+    return dump_binding(b, person.id, bindings.used_this_month([b.id]))
+
+
+class InboxArgs(PageArgs):
+    unread = fields.Boolean(load_default=False)
+
+
+def dump_notification(n) -> dict:
+    return {"id": n.id, "kind": n.kind, "title": n.title, "body": n.body, "application_id": n.application_id,
+            "binding_id": n.binding_id, "created_at": local_iso(n.created_at), "read": n.read_at is not None,
+            "read_at": local_iso(n.read_at)}
+
+
+@blp.route("/notifications")
+@person_required
+@blp.arguments(InboxArgs, location="query")
+@blp.response(200)
+def inbox(args):
+    """消息中心, newest first; ?unread=true for unread only."""
+    person = current_person()
+    rows, cursor = paginate(notifications.inbox(person, args["unread"]), notifications.Notification,
+                            args["limit"], args["cursor"])
+    return {"items": [dump_notification(n) for n in rows], "next_cursor": cursor}
+
+
+@blp.route("/notifications/<notification_id>/read", methods=["POST"])
+@person_required
+@blp.response(200)
+def read_notification(notification_id):
+    return dump_notification(notifications.mark_read(current_person(), notification_id))

@@ -1,4 +1,50 @@
-"""staff endpoints (see ../shared/API.md)."""
+"""Staff endpoints of the 医保大厅 and the review office."""
 from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
 
-blp = Blueprint("staff", __name__, url_prefix="/api/v1")
+from api.auth import current_staff, staff_required
+from api.masking import mask_id, mask_name
+from api.pagination import PageArgs, paginate
+from api.services import applications
+from api.timefmt import local_iso
+from api.views.bindings import dump_application
+
+blp = Blueprint("staff", __name__, url_prefix="/api/v1/staff", description="窗口经办与人工审核")
+
+
+def dump_review(app) -> dict:
+    body = dump_application(app, app.authorizer_id, detail=True)
+    body.pop("counterpart", None)
+    body.pop("role", None)
+    body["authorizer"]["region_code"] = app.authorizer.region_code
+    body["beneficiary"]["region_code"] = app.beneficiary.region_code
+    return body
+
+
+@blp.route("/reviews")
+@staff_required("reviewer")
+@blp.arguments(PageArgs, location="query")
+@blp.response(200)
+def reviews(args):
+    """待人工审核的申请, oldest first."""
+    rows, cursor = paginate(applications.review_queue(), applications.Application, args["limit"], args["cursor"],
+                            ascending=True)
+    return {"items": [dump_review(a) for a in rows], "next_cursor": cursor}
+
+
+class DecisionIn(Schema):
+    decision = fields.String(required=True, validate=validate.OneOf(["approve", "reject"]))
+    reason = fields.String(load_default="", validate=validate.Length(max=200))
+
+
+@blp.route("/reviews/<application_id>/decision", methods=["POST"])
+@staff_required("reviewer")
+@blp.arguments(DecisionIn)
+@blp.response(200)
+def decide(data, application_id):
+    """审核员作出决定: approve | reject (a rejection needs a reason)."""
+    if data["decision"] == "reject" and not data["reason"].strip():
+        from api.errors import ApiError
+        raise ApiError("INVALID_INPUT", 400, "reason", "驳回时请填写原因")
+    app = applications.decide_manually(current_staff(), application_id, data["decision"], data["reason"].strip())
+    return dump_review(app)

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 3faff3757f44
+Revision ID: 9b036efe1e65
 Revises: 
-Create Date: 2026-11-25 09:51:37.589342
+Create Date: 2026-11-25 10:02:21.149364
 
 """
 from alembic import op
@@ -12,7 +12,7 @@ import api.models
 
 
 # revision identifiers, used by Alembic.
-revision = '3faff3757f44'
+revision = '9b036efe1e65'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -142,6 +142,7 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_applications_beneficiary_id'), ['beneficiary_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_applications_created_at'), ['created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_applications_status'), ['status'], unique=False)
+        batch_op.create_index('uq_applications_pending_pair', ['authorizer_id', 'beneficiary_id'], unique=True, sqlite_where=sa.text("status IN ('submitted', 'reviewing', 'manual_review')"), postgresql_where=sa.text("status IN ('submitted', 'reviewing', 'manual_review')"))
 
     op.create_table('bindings',
     sa.Column('id', sa.String(length=32), nullable=False),
@@ -367,6 +368,7 @@ def downgrade():
 
     op.drop_table('bindings')
     with op.batch_alter_table('applications', schema=None) as batch_op:
+        batch_op.drop_index('uq_applications_pending_pair', sqlite_where=sa.text("status IN ('submitted', 'reviewing', 'manual_review')"), postgresql_where=sa.text("status IN ('submitted', 'reviewing', 'manual_review')"))
         batch_op.drop_index(batch_op.f('ix_applications_status'))
         batch_op.drop_index(batch_op.f('ix_applications_created_at'))
         batch_op.drop_index(batch_op.f('ix_applications_beneficiary_id'))

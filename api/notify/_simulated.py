@@ -1,0 +1,18 @@
+"""What the simulated adapters share: failure injection through Redis, and recording the delivery."""
+from api.extensions import db, redis_client
+from api.models import Delivery
+
+
+def fail_if_asked(channel: str) -> None:
+    """Tests make a channel fail N times by setting the Redis counter `sim:fail:<channel>` (shared by processes)."""
+    from api.notify import DeliveryFailed
+    key = f"sim:fail:{channel}"
+    if redis_client().exists(key) and redis_client().decr(key) >= 0:
+        raise DeliveryFailed(f"simulated {channel} outage")
+
+
+def record(notification, channel: str, recipient: str, payload: dict) -> Delivery:
+    delivery = Delivery(notification_id=notification.id, channel=channel, recipient=recipient, payload=payload)
+    db.session.add(delivery)
+    db.session.flush()  # the unique notification_id makes a second send fail here, not reach the person
+    return delivery

@@ -1,0 +1,318 @@
+"""Binding applications (共济申请): submit, review (automatic and manual), withdraw, expire — one transaction each."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from api import idnumber, policy
+from api.errors import ApiError, Refusal, not_found
+from api.extensions import db, writing
+from api.masking import mask_name
+from api.messages import message
+from api.models import Application, ApplicationEvent, Binding, Kinship, Person, StaffUser, utcnow
+from api.services import notifications
+from api.services.people import facts_of, person_by_id_number, policy_for
+from api.services.tx import transactional, unit_of_work
+from workers.queues import REVIEWS, STALE_AFTER, after_commit, enqueue
+
+log = logging.getLogger(__name__)
+FINAL = ("approved", "rejected", "withdrawn", "expired")
+LEASE = STALE_AFTER  # a reviewing worker's claim; after it the application may be reviewed again
+
+STATUS_LABELS = {
+    "submitted": "已提交", "reviewing": "审核中", "manual_review": "人工审核中", "approved": "审核通过",
+    "rejected": "未通过", "withdrawn": "已撤回", "expired": "已过期",
+}
+
+
+# --- links: what the caps of R3/R5 count ----------------------------------------------------------------------
+
+def _links(person: Person, as_authorizer: bool, exclude_application: str | None = None) -> list[policy.ExistingLink]:
+    """Active bindings and applications in progress of `person`, each with the other side's facts."""
+    mine, other = ((Binding.authorizer_id, Binding.beneficiary_id) if as_authorizer
+                   else (Binding.beneficiary_id, Binding.authorizer_id))
+    links = [(rel, pid) for rel, pid in db.session.execute(
+        select(Binding.relation, other).where(mine == person.id, Binding.status == "active"))]
+    a_mine, a_other = ((Application.authorizer_id, Application.beneficiary_id) if as_authorizer
+                       else (Application.beneficiary_id, Application.authorizer_id))
+    query = select(Application.relation, a_other).where(
+        a_mine == person.id, Application.status.in_(policy.PENDING_APPLICATION))
+    if exclude_application:
+        query = query.where(Application.id != exclude_application)
+    links += list(db.session.execute(query))
+    result = []
+    for relation, pid in links:
+        counterpart = db.session.get(Person, pid)
+        result.append(policy.ExistingLink(relation, facts_of(counterpart)))
+    return result
+
+
+def _refusal_for(app_policy: policy.Policy, authorizer: Person, beneficiary: Person | None, relation: str,
+                 exclude_application: str | None = None) -> str | None:
+    b_facts = facts_of(beneficiary) if beneficiary is not None else None
+    return policy.application_refusal(
+        app_policy, facts_of(authorizer), b_facts, relation,
+        _links(authorizer, True, exclude_application) if beneficiary is not None else [],
+        _links(beneficiary, False, exclude_application) if beneficiary is not None else [])
+
+
+# --- notifications of each transition ---------------------------------------------------------------------------
+
+def _label(relation: str) -> str:
+    return policy.RELATIONS.get(relation, relation)
+
+
+def _announce(app: Application, status: str, reason: str | None = None) -> None:
+    """Tells the authorizer and the beneficiary what happened, each from his own side (names masked)."""
+    a, b = app.authorizer, app.beneficiary
+    to_a = f"【{_label(app.relation)} {mask_name(b.name)}】"
+    from_b = f"【{_label(policy.INVERSE[app.relation])} {mask_name(a.name)}】"
+    texts = {
+        "submitted": (f"您为{to_a}提交的家庭共济申请已受理，受理编号 {app.receipt_no}，审核结果将另行通知。",
+                      f"{from_b}已申请将其职工医保个人账户与您家庭共济，审核结果将另行通知。"),
+        "manual_review": (f"您为{to_a}申请的家庭共济需人工审核，请耐心等待。",
+                          f"{from_b}为您申请的家庭共济需人工审核，请耐心等待。"),
+        "approved": (f"您为{to_a}申请的家庭共济已审核通过，即日起可使用。",
+                     f"{from_b}的职工医保个人账户已与您家庭共济。就医购药时请出示您本人的医保卡或医保电子凭证。"),
+        "rejected": (f"您为{to_a}申请的家庭共济未通过审核：{reason}",
+                     f"{from_b}为您申请的家庭共济未通过审核：{reason}"),
+        "withdrawn": (f"您为{to_a}提交的家庭共济申请已撤回。", f"{from_b}已撤回为您申请的家庭共济。"),
+        "expired": (f"您为{to_a}申请的家庭共济超过审核期限未完成，申请已失效，请重新申请。",
+                    f"{from_b}为您申请的家庭共济已失效。"),
+    }
+    title = f"家庭共济申请{STATUS_LABELS[status]}"
+    to_authorizer, to_beneficiary = texts[status]
+    notifications.notify(a, f"application_{status}", title, to_authorizer, application_id=app.id)
+    notifications.notify(b, f"application_{status}", title, to_beneficiary, application_id=app.id)
+
+
+def _event(app: Application, status: str, actor: str, code: str | None = None, reason: str | None = None) -> None:
+    db.session.add(ApplicationEvent(application_id=app.id, status=status, actor=actor, reason_code=code,
+                                    reason=reason or (message(code) if code else None)))
+
+
+# --- submit ---------------------------------------------------------------------------------------------------
+
+@transactional
+def submit(authorizer: Person, data: dict, channel: str, staff: StaffUser | None = None,
+           materials: list | None = None) -> Application:
+    """Checks R1–R3/R5 at once (422/409 with the engine's code) and stores the application as `submitted`."""
+    try:
+        number = idnumber.normalize(data["beneficiary_id_number"])
+    except idnumber.InvalidIdNumber:
+        raise ApiError("INVALID_ID_NUMBER", 400, "beneficiary_id_number") from None
+    beneficiary = person_by_id_number(number)
+    if beneficiary is not None and beneficiary.name != data["beneficiary_name"].strip():
+        raise Refusal("BENEFICIARY_NAME_MISMATCH", "beneficiary_name")
+    if beneficiary is not None and beneficiary.id != authorizer.id:
+        if db.session.scalar(select(Binding.id).where(
+                Binding.authorizer_id == authorizer.id, Binding.beneficiary_id == beneficiary.id,
+                Binding.status == "active")):
+            raise ApiError("DUPLICATE_BINDING", 409)
+        if db.session.scalar(select(Application.id).where(
+                Application.authorizer_id == authorizer.id, Application.beneficiary_id == beneficiary.id,
+                Application.status.in_(policy.PENDING_APPLICATION))):
+            raise ApiError("DUPLICATE_APPLICATION", 409)
+    app_policy = policy_for(authorizer.region_code)
+    code = _refusal_for(app_policy, authorizer, beneficiary, data["relation"])
+    if code:
+        raise Refusal(code, "relation" if code.startswith(("RELATION", "SPOUSE", "PARENT")) else None)
+    app = Application(authorizer_id=authorizer.id, beneficiary_id=beneficiary.id, relation=data["relation"],
+                      monthly_limit_fen=data.get("monthly_limit_fen"),
+                      per_payment_limit_fen=data.get("per_payment_limit_fen"),
+                      valid_until=data.get("valid_until"), channel=channel,
+                      created_by_staff_id=staff.id if staff else None, status="submitted")
+    app.materials = list(materials or [])
+    db.session.add(app)
+    try:
+        db.session.flush()
+    except IntegrityError:  # a concurrent identical application won (unique pending pair)
+        raise ApiError("DUPLICATE_APPLICATION", 409) from None
+    _event(app, "submitted", f"staff:{staff.username}" if staff else "applicant")
+    _announce(app, "submitted")
+    after_commit(REVIEWS, "workers.jobs.review_application", f"review-{app.id}", app.id)
+    return app
+
+
+# --- review (worker) -------------------------------------------------------------------------------------------
+
+def claim(application_id: str) -> bool:
+    """submitted → reviewing (or re-claim a review whose worker died); a second delivery gets False."""
+    with writing():
+        return _claim(application_id)
+
+
+def _claim(application_id: str) -> bool:
+    now = utcnow()
+    first = db.session.execute(
+        update(Application).where(Application.id == application_id, Application.status == "submitted")
+        .values(status="reviewing", lease_until=now + LEASE, review_attempts=Application.review_attempts + 1,
+                updated_at=now)).rowcount
+    if first:
+        db.session.add(ApplicationEvent(application_id=application_id, status="reviewing", actor="system"))
+    else:
+        again = db.session.execute(
+            update(Application).where(Application.id == application_id, Application.status == "reviewing",
+                                      Application.lease_until < now)
+            .values(lease_until=now + LEASE, review_attempts=Application.review_attempts + 1,
+                    updated_at=now)).rowcount
+        if not again:
+            db.session.rollback()
+            return False
+    db.session.commit()
+    return True
+
+
+def _kinship_confirmed(app: Application) -> bool:
+    a, b = app.authorizer.id_number, app.beneficiary.id_number
+    rows = db.session.execute(select(Kinship.id_number_a, Kinship.id_number_b, Kinship.relation).where(
+        or_((Kinship.id_number_a == a) & (Kinship.id_number_b == b),
+            (Kinship.id_number_a == b) & (Kinship.id_number_b == a)))).all()
+    return policy.kinship_matches(app.relation, [tuple(r) for r in rows], a, b)
+
+
+def review(application_id: str) -> str | None:
+    """The automatic review (R11): re-check R1–R5, then the kinship registry and the materials (R4)."""
+    if not claim(application_id):
+        return None
+    try:
+        with unit_of_work():
+            app = db.session.get(Application, application_id)
+            app_policy = policy_for(app.authorizer.region_code)
+            code = _refusal_for(app_policy, app.authorizer, app.beneficiary, app.relation,
+                                exclude_application=app.id)
+            if code:
+                outcome = policy.ReviewOutcome("rejected", code)
+            else:
+                kinds = {m.kind for m in app.materials}
+                outcome = policy.review_outcome(app_policy, _kinship_confirmed(app), kinds)
+            _decide(app, outcome.status, "system", outcome.code, from_status="reviewing")
+            return outcome.status
+    except Exception:
+        _release(application_id)
+        raise
+
+
+def _release(application_id: str) -> None:
+    """After a failed attempt, let the retry claim the application at once instead of waiting for the lease."""
+    try:
+        db.session.rollback()
+        with writing():
+            db.session.execute(update(Application).where(Application.id == application_id,
+                                                         Application.status == "reviewing")
+                               .values(lease_until=utcnow()))
+            db.session.commit()
+    except Exception:  # the lease will expire by itself
+        db.session.rollback()
+
+
+def _decide(app: Application, status: str, actor: str, code: str | None, from_status: str,
+            reason: str | None = None) -> None:
+    """Moves app from `from_status` to `status` (conditionally: a concurrent change wins) with its effects."""
+    now = utcnow()
+    moved = db.session.execute(update(Application).where(Application.id == app.id,
+                                                         Application.status == from_status)
+                               .values(status=status, reason_code=code, updated_at=now,
+                                       decided_at=now if status in FINAL else None)).rowcount
+    if not moved:
+        raise ApiError("CONFLICT", 409)
+    db.session.refresh(app)
+    shown_reason = reason or (message(code) if code else None)
+    _event(app, status, actor, code, shown_reason)
+    if status == "approved":
+        binding = Binding(authorizer_id=app.authorizer_id, beneficiary_id=app.beneficiary_id,
+                          relation=app.relation, monthly_limit_fen=app.monthly_limit_fen,
+                          per_payment_limit_fen=app.per_payment_limit_fen, valid_until=app.valid_until,
+                          application_id=app.id)
+        db.session.add(binding)
+        db.session.flush()
+        app.binding_id = binding.id
+    _announce(app, status, shown_reason)
+
+
+# --- people and staff ------------------------------------------------------------------------------------------
+
+def visible_to(person: Person, application_id: str) -> Application:
+    """The application if `person` is its authorizer or beneficiary; 404 exactly like a missing one otherwise."""
+    app = db.session.get(Application, application_id)
+    if app is None or person.id not in (app.authorizer_id, app.beneficiary_id):
+        raise not_found()
+    return app
+
+
+def list_for(person: Person):
+    return select(Application).where(or_(Application.authorizer_id == person.id,
+                                         Application.beneficiary_id == person.id))
+
+
+@transactional
+def withdraw(person: Person, application_id: str) -> Application:
+    app = visible_to(person, application_id)
+    if app.authorizer_id != person.id:
+        raise ApiError("FORBIDDEN", 403)
+    if app.status not in policy.PENDING_APPLICATION:
+        raise ApiError("APPLICATION_DECIDED", 409)
+    try:
+        _decide(app, "withdrawn", "applicant", "WITHDRAWN_BY_APPLICANT", from_status=app.status)
+    except ApiError:
+        raise ApiError("APPLICATION_DECIDED", 409) from None
+    return app
+
+
+def review_queue():
+    return select(Application).where(Application.status == "manual_review")
+
+
+@transactional
+def decide_manually(staff: StaffUser, application_id: str, decision: str, reason: str) -> Application:
+    """A reviewer's decision (审核员): approve re-checks the rules, since things may have changed."""
+    app = db.session.get(Application, application_id)
+    if app is None:
+        raise not_found()
+    if app.status != "manual_review":
+        raise ApiError("APPLICATION_NOT_PENDING", 409)
+    actor = f"staff:{staff.username}"
+    if decision == "approve":
+        code = _refusal_for(policy_for(app.authorizer.region_code), app.authorizer, app.beneficiary,
+                            app.relation, exclude_application=app.id)
+        if code:
+            raise Refusal(code)
+        _decide(app, "approved", actor, None, "manual_review", reason or None)
+    else:
+        _decide(app, "rejected", actor, "KINSHIP_NOT_CONFIRMED", "manual_review", reason)
+    from api.services.audit import record
+    record(actor, f"review_{decision}", app.id, {"reason": reason})
+    return app
+
+
+# --- sweeper ---------------------------------------------------------------------------------------------------
+
+def expire_overdue(now: dt.datetime | None = None) -> int:
+    """Manual reviews not decided within the policy's deadline become `expired`."""
+    now = now or utcnow()
+    count = 0
+    for app_id in db.session.scalars(select(Application.id).where(Application.status == "manual_review")).all():
+        with unit_of_work():
+            app = db.session.get(Application, app_id)
+            entered = max((e.at for e in app.events if e.status == "manual_review"), default=app.updated_at)
+            if now < policy.review_deadline(policy_for(app.authorizer.region_code), entered):
+                continue
+            try:
+                _decide(app, "expired", "system", "REVIEW_EXPIRED", "manual_review")
+                count += 1
+            except ApiError:  # decided meanwhile
+                pass
+    return count
+
+
+def requeue_stuck(older_than: dt.timedelta) -> int:
+    """Applications whose review job was lost (Redis down at submit, worker killed) are enqueued again."""
+    now = utcnow()
+    ids = db.session.scalars(select(Application.id).where(or_(
+        (Application.status == "submitted") & (Application.created_at < now - older_than),
+        (Application.status == "reviewing") & (Application.lease_until < now)))).all()
+    db.session.rollback()
+    return sum(enqueue(REVIEWS, "workers.jobs.review_application", f"review-{i}", i) for i in ids)

@@ -1,0 +1,50 @@
+"""Idempotency-Key handling: a replay with the same key and body returns the first answer; another body is 409."""
+import hashlib
+import json
+
+from flask import request
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from api.errors import ApiError
+from api.extensions import db
+from api.models import IdempotencyRecord
+from api.services.tx import unit_of_work
+
+
+def _hash(payload) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+
+def _replay(record: IdempotencyRecord, request_hash: str):
+    if record.request_hash != request_hash:
+        raise ApiError("IDEMPOTENCY_KEY_REUSED", 409, "Idempotency-Key")
+    return record.body, record.status_code
+
+
+def run(scope: str, payload, action):
+    """Runs `action() -> (body, status)` once per (scope, Idempotency-Key), in the same transaction as its record."""
+    key = request.headers.get("Idempotency-Key")
+    if not key:
+        with unit_of_work():
+            return action()
+    if len(key) > 255:
+        raise ApiError("INVALID_INPUT", 400, "Idempotency-Key")
+    request_hash = _hash(payload)
+    found = db.session.scalar(select(IdempotencyRecord).where(
+        IdempotencyRecord.scope == scope, IdempotencyRecord.key == key))
+    if found is not None:
+        return _replay(found, request_hash)
+    try:
+        with unit_of_work():
+            body, status = action()
+            db.session.add(IdempotencyRecord(scope=scope, key=key, request_hash=request_hash,
+                                             status_code=status, body=body))
+        return body, status
+    except IntegrityError:
+        # A concurrent request with the same key won the race (or the action itself hit a constraint).
+        found = db.session.scalar(select(IdempotencyRecord).where(
+            IdempotencyRecord.scope == scope, IdempotencyRecord.key == key))
+        if found is None:
+            raise
+        return _replay(found, request_hash)

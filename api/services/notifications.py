@@ -1,0 +1,108 @@
+"""Notifications (F5): written in the same transaction as the change they report, delivered by a job, exactly once."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from sqlalchemy import select, update
+
+from api.errors import not_found
+from api.extensions import db, writing
+from api.models import ChannelAccount, Notification, Person, utcnow
+from api.notify import DeliveryFailed, adapter_for
+from api.services.tx import unit_of_work
+from workers.queues import NOTIFICATIONS, after_commit, enqueue
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 5
+# The channel a notification goes out on follows the mini-program the person uses; others get an SMS.
+CHANNEL_OF_LOGIN = {"wechat": "wechat", "alipay": "alipay"}
+
+
+def channel_for(person: Person) -> str:
+    latest = db.session.scalar(select(ChannelAccount.channel).where(ChannelAccount.person_id == person.id)
+                               .order_by(ChannelAccount.last_login_at.desc().nulls_last(),
+                                         ChannelAccount.id.desc()).limit(1))
+    return CHANNEL_OF_LOGIN.get(latest or "", "sms")
+
+
+def notify(person: Person, kind: str, title: str, body: str, application_id: str | None = None,
+           binding_id: str | None = None) -> Notification:
+    """Adds an inbox message to the caller's transaction; its delivery is enqueued after the commit."""
+    n = Notification(person_id=person.id, kind=kind, title=title, body=body, application_id=application_id,
+                     binding_id=binding_id, channel=channel_for(person))
+    db.session.add(n)
+    db.session.flush()
+    after_commit(NOTIFICATIONS, "workers.jobs.deliver_notification", f"notify-{n.id}", n.id)
+    return n
+
+
+def deliver(notification_id: str) -> str:
+    """Sends one notification through its channel adapter, once. Returns its delivery status."""
+    with writing():
+        return _deliver(notification_id)
+
+
+def _deliver(notification_id: str) -> str:
+    n = db.session.scalar(select(Notification).where(Notification.id == notification_id).with_for_update())
+    if n is None or n.delivery_status != "pending":
+        db.session.rollback()
+        return n.delivery_status if n else "missing"
+    person = db.session.get(Person, n.person_id)
+    try:
+        adapter_for(n.channel).send(n, person)
+    except DeliveryFailed as exc:
+        db.session.rollback()
+        attempts = _record_failure(notification_id, str(exc))
+        if attempts < MAX_ATTEMPTS:
+            raise  # RQ retries with backoff; the sweeper is the backstop
+        return "failed"
+    n.delivery_status, n.sent_at = "sent", utcnow()
+    n.attempts += 1
+    db.session.commit()
+    return "sent"
+
+
+def _record_failure(notification_id: str, error: str) -> int:
+    db.session.rollback()
+    n = db.session.scalar(select(Notification).where(Notification.id == notification_id).with_for_update())
+    n.attempts += 1
+    n.last_error = error[:200]
+    if n.attempts >= MAX_ATTEMPTS:
+        n.delivery_status = "failed"
+    attempts = n.attempts
+    db.session.commit()
+    log.warning("notification %s delivery failed (%s attempts): %s", notification_id, attempts, error)
+    return attempts
+
+
+def redeliver_pending(older_than: dt.timedelta) -> int:
+    """Sweeper: enqueue pending notifications whose job may have been lost (Redis down, worker killed)."""
+    cutoff = utcnow() - older_than
+    ids = db.session.scalars(select(Notification.id).where(
+        Notification.delivery_status == "pending", Notification.created_at < cutoff).limit(1000)).all()
+    db.session.rollback()
+    attempts = {}
+    for nid in ids:
+        attempts[nid] = enqueue(NOTIFICATIONS, "workers.jobs.deliver_notification", f"notify-{nid}", nid)
+    return sum(attempts.values())
+
+
+def inbox(person: Person, unread_only: bool):
+    query = select(Notification).where(Notification.person_id == person.id)
+    if unread_only:
+        query = query.where(Notification.read_at.is_(None))
+    return query
+
+
+def mark_read(person: Person, notification_id: str) -> Notification:
+    n = db.session.get(Notification, notification_id)
+    if n is None or n.person_id != person.id:
+        raise not_found()
+    if n.read_at is None:
+        with unit_of_work():
+            db.session.execute(update(Notification).where(Notification.id == n.id,
+                                                          Notification.read_at.is_(None))
+                               .values(read_at=utcnow()))
+        db.session.refresh(n)
+    return n

@@ -1,0 +1,29 @@
+"""Helpers for life-cycle tests: bearer headers for a person or staff user, and a real RQ burst worker."""
+from werkzeug.security import generate_password_hash
+
+from api.auth import issue_token
+from api.extensions import db
+from api.models import StaffUser
+
+
+def person_headers(person, channel: str = "wechat") -> dict:
+    token, _ = issue_token("person", person.id, ch=channel)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def staff_headers(username: str = "reviewer1", roles=("reviewer",)) -> dict:
+    staff = db.session.query(StaffUser).filter_by(username=username).one_or_none()
+    if staff is None:
+        staff = StaffUser(username=username, password_hash=generate_password_hash("x"), roles=list(roles))
+        db.session.add(staff)
+        db.session.commit()
+    token, _ = issue_token("staff", staff.id)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def run_worker() -> None:
+    """Runs a real RQ worker (forking a work horse per job) until the queues are empty."""
+    from api.commands.worker import _AppWorker
+    db.session.commit()  # the work horses must not inherit an open transaction
+    _AppWorker.build(["reviews", "notifications"]).work(burst=True, logging_level="WARNING")
+    db.session.rollback()  # see what the jobs wrote
