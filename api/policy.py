@@ -61,19 +61,23 @@ class Policy:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Policy":
+        if not isinstance(data, dict):
+            raise PolicyError("a policy must be a table of fields")
         try:
             policy = cls(
                 province_code=str(data["province_code"]), name=data["name"], app_name=data.get("app_name", ""),
-                relations=frozenset(data["relations"]),
-                shareable=data.get("shareable", "all"), reserve_fen=int(data.get("reserve_fen", 0)),
+                relations=frozenset(_strings(data["relations"], "relations")),
+                shareable=data.get("shareable", "all"), reserve_fen=data.get("reserve_fen", 0),
                 beneficiary_area=data.get("beneficiary_area", "national"),
                 use_scope=data.get("use_scope", "province"),
                 max_spouses=data.get("max_spouses", 1), one_father_one_mother=data.get("one_father_one_mother", True),
                 max_beneficiaries=data.get("max_beneficiaries"), max_authorizers=data.get("max_authorizers"),
-                proof=frozenset(data.get("proof", ["registry", "materials"])), review=data.get("review", "auto"),
-                required_materials=tuple(data.get("required_materials", ["id_card", "insurance_card"])),
-                manual_review_days=int(data.get("manual_review_days", 5)),
-                multi_authorizer_settlement=bool(data.get("multi_authorizer_settlement", True)),
+                proof=frozenset(_strings(data.get("proof", ["registry", "materials"]), "proof")),
+                review=data.get("review", "auto"),
+                required_materials=_strings(data.get("required_materials", ["id_card", "insurance_card"]),
+                                            "required_materials"),
+                manual_review_days=data.get("manual_review_days", 5),
+                multi_authorizer_settlement=data.get("multi_authorizer_settlement", True),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PolicyError(f"missing or bad field: {exc}") from None
@@ -84,22 +88,32 @@ class Policy:
         problems = []
         if len(self.province_code) != 2 or not self.province_code.isdigit():
             problems.append("province_code must be two digits")
+        if not isinstance(self.name, str) or not self.name:
+            problems.append("name must be a non-empty string")
         if not self.relations or not self.relations <= RELATIONS.keys():
             problems.append(f"relations must be a non-empty subset of {sorted(RELATIONS)}")
         if self.shareable not in ("all", "prior_year"):
             problems.append("shareable must be all or prior_year")
-        if self.reserve_fen < 0:
-            problems.append("reserve_fen must be >= 0")
+        # money is integer fen: a float or a bool here is a mistake in the file, not something to round
+        if not _is_int(self.reserve_fen) or self.reserve_fen < 0:
+            problems.append("reserve_fen must be an integer >= 0 (fen)")
         if self.beneficiary_area not in AREAS or self.use_scope not in AREAS:
             problems.append(f"beneficiary_area and use_scope must be one of {AREAS}")
+        for name in ("max_spouses", "max_beneficiaries", "max_authorizers"):
+            value = getattr(self, name)
+            if value is not None and (not _is_int(value) or value < 1):
+                problems.append(f"{name} must be absent or an integer >= 1")
+        for name in ("one_father_one_mother", "multi_authorizer_settlement"):
+            if not isinstance(getattr(self, name), bool):
+                problems.append(f"{name} must be true or false")
         if not self.proof or not self.proof <= {"registry", "materials", "commitment"}:
             problems.append("proof must be a subset of registry, materials, commitment")
         if self.review not in ("auto", "manual"):
             problems.append("review must be auto or manual")
         if not set(self.required_materials) <= MATERIAL_KINDS.keys():
             problems.append("required_materials has an unknown kind")
-        if self.manual_review_days < 1:
-            problems.append("manual_review_days must be >= 1")
+        if not _is_int(self.manual_review_days) or self.manual_review_days < 1:
+            problems.append("manual_review_days must be an integer >= 1")
         if problems:
             raise PolicyError("; ".join(problems))
 
@@ -116,6 +130,17 @@ class Policy:
             "proof": sorted(self.proof), "review_mode": self.review, "manual_review_days": self.manual_review_days,
             "multi_authorizer_settlement": self.multi_authorizer_settlement,
         }
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _strings(value, name: str) -> tuple[str, ...]:
+    # a bare string would otherwise become a collection of its characters
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise PolicyError(f"{name} must be a list of strings")
+    return tuple(value)
 
 
 def load_policy_file(path: Path) -> Policy:
@@ -230,6 +255,8 @@ def application_refusal(policy: Policy, authorizer: PersonFacts, beneficiary: Pe
 
 def kinship_matches(relation: str, records: list[tuple[str, str, str]], a: str, b: str) -> bool:
     """R4: does the registry say b is a's `relation`? records are (id_a, id_b, relation) rows touching a and b."""
+    if relation not in INVERSE:
+        return False  # an in-law or a typo is never a confirmed 近亲属
     for rec_a, rec_b, rec_rel in records:
         if (rec_a, rec_b, rec_rel) == (a, b, relation) or (rec_a, rec_b, rec_rel) == (b, a, INVERSE[relation]):
             return True
@@ -327,8 +354,10 @@ def plan_payment(personal_burden_fen: int, eligible_burden_fen: int, own_availab
     `eligible_burden_fen` is the part of the personal burden that accounts may pay (R8); the rest is cash.
     Whether one settlement may use several authorizers is the patient's region policy.
     """
+    if personal_burden_fen < 0:
+        raise ValueError("personal_burden_fen must be >= 0")
     plan = PaymentPlan()
-    payable = min(personal_burden_fen, eligible_burden_fen)
+    payable = max(0, min(personal_burden_fen, eligible_burden_fen))
     plan.own_account_fen = min(payable, max(0, own_available_fen))
     remaining = payable - plan.own_account_fen
     multi = patient_policy.multi_authorizer_settlement if patient_policy else True
