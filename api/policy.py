@@ -220,11 +220,14 @@ def beneficiary_refusal(policy: Policy, authorizer: PersonFacts, beneficiary: Pe
 
 
 def relation_refusal(policy: Policy, relation: str, beneficiary: PersonFacts,
-                     authorizer_links: list[ExistingLink], beneficiary_links: list[ExistingLink]) -> str | None:
+                     authorizer_links: list[ExistingLink], beneficiary_links: list[ExistingLink],
+                     beneficiary_policy: Policy | None = None) -> str | None:
     """R3 and R5: the relation is admitted here, the caps hold, and no duplicate exists.
 
     `authorizer_links` are the authorizer's active bindings and pending applications (as authorizer);
     `beneficiary_links` are the beneficiary's (as beneficiary), each naming the authorizer as counterpart.
+    The cap on authorizers per beneficiary is the stricter of the two regions' (浙江 limits its insured to one
+    authorizer even when the authorizer's region does not).
     """
     if relation not in RELATIONS:
         return "RELATION_UNKNOWN"
@@ -240,17 +243,20 @@ def relation_refusal(policy: Policy, relation: str, beneficiary: PersonFacts,
             return "PARENT_LIMIT"
     if policy.max_beneficiaries is not None and len(authorizer_links) >= policy.max_beneficiaries:
         return "BENEFICIARY_LIMIT"
-    if policy.max_authorizers is not None and len(beneficiary_links) >= policy.max_authorizers:
+    caps = [p.max_authorizers for p in (policy, beneficiary_policy) if p is not None and p.max_authorizers]
+    if caps and len(beneficiary_links) >= min(caps):
         return "AUTHORIZER_LIMIT"
     return None
 
 
 def application_refusal(policy: Policy, authorizer: PersonFacts, beneficiary: PersonFacts | None, relation: str,
-                        authorizer_links: list[ExistingLink], beneficiary_links: list[ExistingLink]) -> str | None:
+                        authorizer_links: list[ExistingLink], beneficiary_links: list[ExistingLink],
+                        beneficiary_policy: Policy | None = None) -> str | None:
     """R1–R3 and R5 in the order a person would want to hear them; None when the application may go on."""
     return (authorizer_refusal(policy, authorizer)
             or beneficiary_refusal(policy, authorizer, beneficiary)
-            or relation_refusal(policy, relation, beneficiary, authorizer_links, beneficiary_links))
+            or relation_refusal(policy, relation, beneficiary, authorizer_links, beneficiary_links,
+                                beneficiary_policy))
 
 
 def kinship_matches(relation: str, records: list[tuple[str, str, str]], a: str, b: str) -> bool:

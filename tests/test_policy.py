@@ -616,3 +616,15 @@ def test_policy_defaults_when_optional_fields_are_absent():
     policy = Policy.from_dict({"province_code": "44", "name": "广东省", "relations": ["spouse"]})
     assert (policy.shareable, policy.reserve_fen, policy.max_beneficiaries, policy.multi_authorizer_settlement) == \
         ("all", 0, None, True)
+
+
+def test_the_beneficiarys_region_may_cap_authorizers_more_strictly():
+    """A 14 authorizer (no cap) cannot become the second authorizer of a 33 beneficiary (浙江: one)."""
+    from api.policy import ExistingLink, PersonFacts, load_policy_file, relation_refusal
+    from tests.factories import POLICY_DIR, id_number
+    sx, zj = load_policy_file(POLICY_DIR / "14.toml"), load_policy_file(POLICY_DIR / "33.toml")
+    child = PersonFacts(id_number("330106"), "resident", "normal", "330106")
+    first = ExistingLink("parent", PersonFacts(id_number("330106"), "employee", "normal", "330106", 1, 1, True))
+    assert relation_refusal(sx, "child", child, [], [first]) is None
+    assert relation_refusal(sx, "child", child, [], [first], beneficiary_policy=zj) == "AUTHORIZER_LIMIT"
+    assert relation_refusal(sx, "child", child, [], [], beneficiary_policy=zj) is None

@@ -14,7 +14,7 @@ from api.masking import mask_name
 from api.messages import message
 from api.models import Application, ApplicationEvent, Binding, Kinship, Person, StaffUser, utcnow
 from api.services import notifications
-from api.services.people import facts_of, person_by_id_number, policy_for
+from api.services.people import facts_of, person_by_id_number, policy_for, policy_or_none
 from api.services.tx import transactional, unit_of_work
 from workers.queues import REVIEWS, STALE_AFTER, after_commit, enqueue
 
@@ -52,11 +52,12 @@ def _links(person: Person, as_authorizer: bool, exclude_application: str | None 
 
 def _refusal_for(app_policy: policy.Policy, authorizer: Person, beneficiary: Person | None, relation: str,
                  exclude_application: str | None = None) -> str | None:
-    b_facts = facts_of(beneficiary) if beneficiary is not None else None
+    if beneficiary is None:
+        return policy.application_refusal(app_policy, facts_of(authorizer), None, relation, [], [])
     return policy.application_refusal(
-        app_policy, facts_of(authorizer), b_facts, relation,
-        _links(authorizer, True, exclude_application) if beneficiary is not None else [],
-        _links(beneficiary, False, exclude_application) if beneficiary is not None else [])
+        app_policy, facts_of(authorizer), facts_of(beneficiary), relation,
+        _links(authorizer, True, exclude_application), _links(beneficiary, False, exclude_application),
+        beneficiary_policy=policy_or_none(beneficiary.region_code))
 
 
 # --- notifications of each transition ---------------------------------------------------------------------------

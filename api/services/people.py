@@ -10,11 +10,16 @@ from api.models import Person, RegionPolicy
 from api.policy import PersonFacts, Policy
 
 
-def policy_for(region_code: str) -> Policy:
+def policy_or_none(region_code: str) -> Policy | None:
     row = db.session.get(RegionPolicy, region_code[:2])
-    if row is None:
+    return None if row is None else Policy.from_dict(row.data)
+
+
+def policy_for(region_code: str) -> Policy:
+    found = policy_or_none(region_code)
+    if found is None:
         raise ApiError("OUT_OF_SCOPE", 422)
-    return Policy.from_dict(row.data)
+    return found
 
 
 def facts_of(person: Person) -> PersonFacts:
