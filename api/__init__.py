@@ -1,5 +1,8 @@
 """The 家庭共济 web service: `create_app` builds the Flask app; `flask --app api ...` finds it here."""
-from flask import Flask, g
+import logging
+import time
+
+from flask import Flask, g, request
 
 from api import settings
 
@@ -47,6 +50,18 @@ def create_app(test_config: dict | None = None) -> Flask:
         # g lives in the app context, which an outer context (tests, CLI) may share between requests
         for key in ("person", "channel", "staff", "institution", "in_unit", "pending_jobs"):
             g.pop(key, None)
+        g.started = time.monotonic()
+
+    @app.after_request
+    def _log_request(response):
+        # one structured line per request; the formatter masks ID and phone numbers (paths may hold them)
+        started = g.pop("started", None)
+        if started is not None and request.path not in ("/healthz", "/readyz"):
+            logging.getLogger("api.request").info(
+                "%s %s %s", request.method, request.path, response.status_code,
+                extra={"method": request.method, "path": request.path, "status": response.status_code,
+                       "duration_ms": round((time.monotonic() - started) * 1000, 1)})
+        return response
 
     from api.views import register_blueprints
     register_blueprints(app, smorest)
