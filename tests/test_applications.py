@@ -236,3 +236,26 @@ def test_bad_input_is_a_chinese_400(client, family):
     assert "必填" in r.json["error"]["message"]
     r = client.post(URL, data="not json", content_type="application/json", headers=person_headers(family.husband))
     assert r.status_code == 400 and r.json["error"]["code"] in ("MALFORMED_JSON", "INVALID_INPUT")
+
+
+def test_manual_review_not_decided_in_time_expires(client, family):
+    from api.services import applications
+    sibling = factories.person("王建军", insurance_type="resident", balance_fen=None, region_code="440106")
+    from api.models import Material
+    material = Material(owner_person_id=family.husband.id, kind="household_register", content_type="image/png",
+                        size=10, sha256="0" * 64, storage_name="x")
+    db.session.add(material)
+    db.session.commit()
+    app = applications.submit(family.husband, {"beneficiary_name": sibling.name,
+                                               "beneficiary_id_number": sibling.id_number, "relation": "sibling"},
+                              "wechat", materials=[material])
+    run_worker()
+    assert db.session.get(Application, app.id).status == "manual_review"
+    assert applications.expire_overdue(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=4)) == 0  # 44: 5 days
+    assert applications.expire_overdue(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=6)) == 1
+    db.session.rollback()
+    expired = db.session.get(Application, app.id)
+    assert expired.status == "expired" and expired.reason_code == "REVIEW_EXPIRED"
+    kinds = db.session.scalars(select(Notification.kind).where(Notification.application_id == app.id)).all()
+    assert kinds.count("application_expired") == 2
+    assert applications.expire_overdue(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)) == 0

@@ -52,3 +52,11 @@ def test_log_lines_mask_id_and_phone_numbers(client, capsys):
     err = capsys.readouterr().err
     assert "110105********002X" in err and "138****5678" in err
     assert "11010519491231002X" not in err and "13812345678" not in err
+
+
+def test_docs_page_and_openapi_list_the_public_paths(client):
+    assert client.get("/api/docs").status_code == 200
+    paths = client.get("/api/v1/openapi.json").json["paths"]
+    for path in ("/api/v1/bindings/applications", "/api/v1/bindings/{binding_id}/revoke",
+                 "/api/v1/staff/reviews", "/api/v1/notifications"):
+        assert path in paths, path
