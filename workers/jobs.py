@@ -16,14 +16,34 @@ def _fresh_session(fn):
 
 @_fresh_session
 def review_application(application_id: str):
+    from flask import g
+
     from api.services import applications
-    return applications.review(application_id)
+    g.deliver_inline = True  # this job is already the relay: send its own notifications right after its commit
+    try:
+        return applications.review(application_id)
+    finally:
+        g.pop("deliver_inline", None)
 
 
 @_fresh_session
 def deliver_notification(notification_id: str):
     from api.services import notifications
     return notifications.deliver(notification_id)
+
+
+@_fresh_session
+def deliver_notifications(notification_ids: list):
+    """Sends a batch (one transition's messages); a failure is retried by RQ, the sent ones are no-ops then."""
+    from api.services import notifications
+    failed = None
+    for nid in notification_ids:
+        try:
+            notifications.deliver(nid)
+        except Exception as exc:  # try the others first
+            failed = exc
+    if failed is not None:
+        raise failed
 
 
 def noop(i=None):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from flask import g
 from sqlalchemy import select, update
 
 from api.errors import not_found
@@ -11,7 +12,7 @@ from api.extensions import db, writing
 from api.models import ChannelAccount, Notification, Person, utcnow
 from api.notify import DeliveryFailed, adapter_for
 from api.services.tx import unit_of_work
-from workers.queues import NOTIFICATIONS, after_commit, enqueue
+from workers.queues import NOTIFICATIONS, enqueue
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
@@ -28,13 +29,37 @@ def channel_for(person: Person) -> str:
 
 def notify(person: Person, kind: str, title: str, body: str, application_id: str | None = None,
            binding_id: str | None = None) -> Notification:
-    """Adds an inbox message to the caller's transaction; its delivery is enqueued after the commit."""
+    """Adds an inbox message to the caller's transaction; `dispatch` delivers it after the commit."""
     n = Notification(person_id=person.id, kind=kind, title=title, body=body, application_id=application_id,
                      binding_id=binding_id, channel=channel_for(person))
     db.session.add(n)
     db.session.flush()
-    after_commit(NOTIFICATIONS, "workers.jobs.deliver_notification", f"notify-{n.id}", n.id)
+    g.setdefault("new_notifications", []).append(n.id)
     return n
+
+
+def dispatch_new() -> None:
+    """After a commit: a worker job delivers what it just wrote itself; a web request enqueues one job for it all.
+
+    Either way the rows are already committed as `pending`, so a crash here loses nothing: the sweeper
+    (`redeliver_pending`) sends what is left.
+    """
+    ids = g.pop("new_notifications", [])
+    if not ids:
+        return
+    if g.get("deliver_inline"):
+        for nid in ids:
+            try:
+                deliver(nid)
+            except Exception:  # leave it to a job with retries
+                db.session.rollback()
+                enqueue(NOTIFICATIONS, "workers.jobs.deliver_notification", f"notify-{nid}", nid)
+    else:
+        enqueue(NOTIFICATIONS, "workers.jobs.deliver_notifications", f"notify-{ids[0]}", ids)
+
+
+def discard_new() -> None:
+    g.pop("new_notifications", None)
 
 
 def deliver(notification_id: str) -> str:

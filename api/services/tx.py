@@ -22,10 +22,15 @@ def unit_of_work():
     except BaseException:
         db.session.rollback()
         discard_pending()
+        notifications.discard_new()
         raise
     finally:
         g.in_unit = False
     flush_after_commit()
+    notifications.dispatch_new()
+
+
+from api.services import notifications  # noqa: E402  (notifications uses unit_of_work too)
 
 
 def transactional(fn):
