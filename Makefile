@@ -24,13 +24,13 @@ seed: migrate
 
 run: seed
 	@echo "家庭共济 service: http://127.0.0.1:$${PORT:-5000}/  (API docs: /api/docs; Ctrl-C stops everything)"
-	$(BIN)/python -m api.embedded $(BIN)/honcho start -f Procfile
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m api.embedded $(BIN)/honcho start -f Procfile
 
 test: venv
 	$(BIN)/python -m pytest
 
 bench-review: seed
-	$(BIN)/python -m api.embedded $(BIN)/python -m tests.bench.review
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m api.embedded $(BIN)/python -m tests.bench.review
 
 bench-import: venv
 	$(BIN)/python -m tests.bench.registry_import
