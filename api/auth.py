@@ -40,6 +40,36 @@ def read_token(expected_kind: str) -> dict:
     return data
 
 
+VOUCHER_TTL_SECONDS = 300  # default; app.config["VOUCHER_TTL_SECONDS"] overrides
+
+
+def _voucher_serializer() -> URLSafeTimedSerializer:
+    # its own salt: a voucher is never a bearer token, and a bearer token is never a voucher
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="medical-voucher")
+
+
+def _voucher_ttl() -> int:
+    return int(current_app.config.get("VOUCHER_TTL_SECONDS", VOUCHER_TTL_SECONDS))
+
+
+def issue_voucher(person_id: int) -> tuple[str, dt.datetime]:
+    """医保电子凭证: a signed, short-lived code naming the person, shown as a QR code at the counter."""
+    code = _voucher_serializer().dumps({"v": person_id})
+    return code, utcnow() + dt.timedelta(seconds=_voucher_ttl())
+
+
+def read_voucher(code: str) -> int | None:
+    """The person a voucher code names, or None when it is not a voucher, was tampered with or has expired."""
+    if not code or not isinstance(code, str) or len(code) > 200:
+        return None
+    try:
+        data = _voucher_serializer().loads(code, max_age=_voucher_ttl())
+    except BadSignature:  # SignatureExpired is a BadSignature
+        return None
+    person_id = data.get("v") if isinstance(data, dict) else None
+    return person_id if isinstance(person_id, int) and not isinstance(person_id, bool) else None
+
+
 def current_person() -> Person:
     if "person" not in g:
         data = read_token("person")

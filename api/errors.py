@@ -58,7 +58,7 @@ def _first_field_error(messages) -> tuple[str | None, str]:
     node, path = messages, []
     while isinstance(node, dict) and node:
         key = next(iter(node))
-        if key not in ("json", "query", "form", "files", "headers", "view_args", "path"):
+        if key not in ("json", "query", "form", "files", "multipart", "headers", "view_args", "path"):
             path.append(str(key))
         node = node[key]
     text = node[0] if isinstance(node, list) and node and isinstance(node[0], str) else ""
@@ -67,6 +67,8 @@ def _first_field_error(messages) -> tuple[str | None, str]:
 
 def validation_error(messages) -> ApiError:
     field, text = _first_field_error(messages)
+    if text == "Invalid JSON body.":  # webargs' answer to a body that does not parse
+        return ApiError("MALFORMED_JSON", 400)
     if text in MESSAGES:  # our own validators raise catalogue codes
         return ApiError(text, 400, field)
     if text in _FIELD_MESSAGES:
@@ -92,9 +94,10 @@ def register_error_handlers(app) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException):
-        # webargs (flask-smorest) parsing failures arrive as 422 with the field messages attached
+        # webargs (flask-smorest) parsing failures arrive as 422 (or 400 where a blueprint asks for it)
+        # with the field messages attached
         data = getattr(err, "data", None)
-        if err.code == 422 and data and "messages" in data:
+        if err.code in (400, 422) and isinstance(data, dict) and "messages" in data:
             return _api_error(validation_error(data["messages"]))
         if err.code == 400 and err.description and "JSON" in str(err.description):
             return _api_error(ApiError("MALFORMED_JSON", 400))

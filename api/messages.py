@@ -22,6 +22,9 @@ MESSAGES: dict[str, str] = {
     "REALNAME_MISMATCH": "姓名与身份证号码不匹配，或未查询到您的参保信息",
     "PERSON_NOT_FOUND": "未查询到该人员的参保信息",
     "CARD_MISMATCH": "身份证号码与医保卡号不匹配",
+    "CHANNEL_CODE_INVALID": "登录凭证无效或已过期，请重新进入小程序后再试",
+    "FILE_EMPTY": "上传的文件是空的，请重新选择文件",
+    "NO_ACTIVE_BINDING": "您目前没有有效的共济关系，无需解绑",
     # R1 authorizer
     "AUTHORIZER_NOT_EMPLOYEE": "授权人须为职工医保参保人",
     "AUTHORIZER_NOT_NORMAL": "授权人参保状态不正常，暂不能办理家庭共济",

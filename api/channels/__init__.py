@@ -1,0 +1,54 @@
+"""Login channels (渠道): one adapter per mini-program / app that turns a login `code` into the channel's user id.
+
+Each module defines an adapter with the same small interface; the service looks it up by name and never
+needs to know which platform it is talking to. The simulated adapters take the code itself as the openid
+(API.md "Settings"); a real adapter would call the platform (WeChat `jscode2session`, Alipay
+`alipay.system.oauth.token`, …) and raise `ApiError("CHANNEL_CODE_INVALID", 401)` when it refuses the code.
+"""
+from __future__ import annotations
+
+import re
+
+from api.errors import ApiError
+
+MAX_OPENID = 128  # ChannelAccount.openid
+_PRINTABLE = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII: what platforms issue as codes and openids
+
+
+class ChannelAdapter:
+    """The interface: `name`, `title` (中文), and `openid_for(code)`."""
+    name: str = ""
+    title: str = ""
+
+    def openid_for(self, code: str) -> str:
+        """The channel's stable user id for a login code; raises ApiError when the platform refuses it."""
+        raise NotImplementedError
+
+
+class SimulatedAdapter(ChannelAdapter):
+    """Stands in for the platform: the code is the openid (so tests and the demo client can name a user)."""
+
+    def openid_for(self, code: str) -> str:
+        code = (code or "").strip()
+        if not code or len(code) > MAX_OPENID or not _PRINTABLE.match(code):
+            raise ApiError("CHANNEL_CODE_INVALID", 401, "code")
+        return code
+
+
+def _adapters() -> dict[str, ChannelAdapter]:
+    from api.channels import alipay, nhsa_app, suishenban, web, wechat
+    return {m.adapter.name: m.adapter for m in (wechat, alipay, suishenban, nhsa_app, web)}
+
+
+CHANNELS = ("wechat", "alipay", "suishenban", "nhsa_app", "web")
+
+
+def get(name: str) -> ChannelAdapter:
+    adapter = _adapters().get(name)
+    if adapter is None:
+        raise ApiError("INVALID_INPUT", 400, "channel", "「channel」的取值不在允许范围内")
+    return adapter
+
+
+def titles() -> dict[str, str]:
+    return {name: a.title for name, a in _adapters().items()}

@@ -1,0 +1,102 @@
+"""Login rate limits: fixed-window counters in Redis, shared by every web process, per client IP and per account.
+
+Limits are app.config strings such as "10/minute" (see `LIMITS`); `RATELIMIT_ENABLED = False` turns them off.
+Every attempt counts, failed ones included, so guessing passwords or ID numbers costs the same as logging in.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+from dataclasses import dataclass
+
+import redis
+from flask import current_app, request
+
+from api.errors import ApiError
+from api.extensions import redis_client
+
+log = logging.getLogger(__name__)
+
+# config key -> default; one pair per limited action
+LIMITS = {
+    "RATELIMIT_LOGIN_PER_ACCOUNT": "10/minute",
+    "RATELIMIT_LOGIN_PER_IP": "30/minute",
+}
+_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_RULE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(second|minute|hour|day|s|m|h|d)s?\s*$")
+_SHORT = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
+
+# INCR, and start the window on the first hit; a key somehow left without a TTL gets one, never lives forever.
+_HIT = """
+local result = {}
+for i, key in ipairs(KEYS) do
+  local n = redis.call('INCR', key)
+  local ttl = redis.call('TTL', key)
+  if n == 1 or ttl < 0 then
+    redis.call('EXPIRE', key, ARGV[i])
+    ttl = tonumber(ARGV[i])
+  end
+  result[#result + 1] = n
+  result[#result + 1] = ttl
+end
+return result
+"""
+
+
+@dataclass(frozen=True)
+class Rule:
+    limit: int
+    period: int  # seconds
+
+
+def parse_rule(text: str) -> Rule:
+    """Parses "10/minute", "30/hour" or "5/10s" (5 per 10 seconds)."""
+    match = _RULE.match(str(text))
+    if not match:
+        raise ValueError(f"bad rate limit {text!r}; expected e.g. '10/minute'")
+    count, multiple, unit = match.groups()
+    return Rule(int(count), int(multiple or 1) * _PERIODS[_SHORT.get(unit, unit)])
+
+
+def rule(config_key: str) -> Rule:
+    return parse_rule(current_app.config.get(config_key) or LIMITS[config_key])
+
+
+def counter_key(scope: str, dimension: str, value: str) -> str:
+    """The Redis key of one counter; the value (an IP, a username, a channel code) is keyed-hashed, never stored."""
+    digest = hmac.new(current_app.config["SECRET_KEY"].encode(), value.encode(), hashlib.sha256).hexdigest()[:32]
+    return f"ratelimit:{scope}:{dimension}:{digest}"
+
+
+def client_ip() -> str:
+    # remote_addr is the peer; behind a reverse proxy the app must be wrapped in werkzeug's ProxyFix
+    return request.remote_addr or "unknown"
+
+
+def hit(scope: str, account: str) -> None:
+    """Counts one attempt of `scope` for the caller's IP and for `account`; over a limit → 429 RATE_LIMITED."""
+    if not current_app.config.get("RATELIMIT_ENABLED", True):
+        return
+    checks = [(counter_key(scope, "ip", client_ip()), rule("RATELIMIT_LOGIN_PER_IP")),
+              (counter_key(scope, "account", account), rule("RATELIMIT_LOGIN_PER_ACCOUNT"))]
+    try:
+        raw = redis_client().eval(_HIT, len(checks), *[k for k, _ in checks], *[r.period for _, r in checks])
+    except redis.RedisError as exc:
+        # logins must keep working while Redis is down (as submissions do); the outage is logged loudly
+        log.error("rate limiter unavailable, allowing %s attempt: %s", scope, type(exc).__name__)
+        return
+    waits = [int(raw[2 * i + 1]) for i, (_, r) in enumerate(checks) if int(raw[2 * i]) > r.limit]
+    if waits:
+        retry_after = max(1, max(waits))
+        log.warning("rate limited: %s", scope)
+        raise ApiError("RATE_LIMITED", 429, None, headers={"Retry-After": str(retry_after)},
+                       msg=f"操作过于频繁，请 {_human(retry_after)}后再试")
+
+
+def _human(seconds: int) -> str:
+    if seconds < 60:
+        return f"{seconds} 秒"
+    minutes = -(-seconds // 60)
+    return f"{minutes} 分钟" if minutes < 60 else f"{-(-minutes // 60)} 小时"
