@@ -5,9 +5,9 @@ from api.extensions import db
 
 
 def _fresh_session(fn):
-    def wrapper(*args):
+    def wrapper(*args, **kwargs):
         try:
-            return fn(*args)
+            return fn(*args, **kwargs)
         finally:
             db.session.remove()
     wrapper.__name__ = fn.__name__

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -16,6 +17,7 @@ from api.models import Application, ApplicationEvent, Binding, Kinship, Person, 
 from api.services import notifications
 from api.services.people import facts_of, person_by_id_number, policy_for, policy_or_none
 from api.services.tx import transactional, unit_of_work
+from api.settings import env_str
 from workers.queues import REVIEWS, STALE_AFTER, after_commit, enqueue
 
 log = logging.getLogger(__name__)
@@ -179,6 +181,8 @@ def review(application_id: str) -> str | None:
     """The automatic review (R11): re-check R1–R5, then the kinship registry and the materials (R4)."""
     if not claim(application_id):
         return None
+    if delay := env_str("GONGJI_TEST_REVIEW_DELAY"):  # lets tests/test_faults.py kill a worker mid-review
+        time.sleep(float(delay))
     try:
         with unit_of_work():
             app = db.session.get(Application, application_id)
