@@ -40,6 +40,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(settings.ROOT / "migrations"))
     with app.app_context():
         configure_sqlite(db.engine)
+    from api.schemas import ErrorBody
+    smorest.ERROR_SCHEMA = ErrorBody  # document our error body, not flask-smorest's
     smorest.init_app(app)
 
     from api.errors import register_error_handlers

@@ -130,12 +130,15 @@ def check() -> list[str]:
         problems.append(f"transaction {txn_id} sums to {total}, not 0")
     sums = dict(db.session.execute(select(Posting.account_id, func.sum(Posting.amount_fen))
                                    .group_by(Posting.account_id)).all())
-    for account in db.session.scalars(select(LedgerAccount).order_by(LedgerAccount.id)):
-        expected = int(sums.get(account.id, 0) or 0)
-        if account.balance_fen != expected:
-            problems.append(f"account {account.code} balance {account.balance_fen} != postings {expected}")
-        if account.kind in PERSONAL_KINDS and account.balance_fen < 0:
-            problems.append(f"account {account.code} is negative: {account.balance_fen}")
+    # columns, not entities: an account object already in the session would keep its loaded (stale) balance
+    for account_id, code, kind, balance in db.session.execute(
+            select(LedgerAccount.id, LedgerAccount.code, LedgerAccount.kind, LedgerAccount.balance_fen)
+            .order_by(LedgerAccount.id)):
+        expected = int(sums.get(account_id, 0) or 0)
+        if balance != expected:
+            problems.append(f"account {code} balance {balance} != postings {expected}")
+        if kind in PERSONAL_KINDS and balance < 0:
+            problems.append(f"account {code} is negative: {balance}")
     return problems
 
 

@@ -1,7 +1,7 @@
 """Applications, bindings and the inbox of a person (mini-program API)."""
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
+from api.schemas import BEARER, Blueprint
 from marshmallow import Schema, fields, validate
 
 from api import policy
@@ -88,6 +88,7 @@ class ApplicationsAnswer(Schema):
 @blp.route("/bindings/applications")
 class Applications(MethodView):
     @person_required
+    @blp.doc(security=BEARER)
     @blp.arguments(ApplicationIn)
     @blp.response(202)
     @blp.doc(parameters=[{"in": "header", "name": "Idempotency-Key", "required": False,
@@ -108,6 +109,7 @@ class Applications(MethodView):
         return body, status
 
     @person_required
+    @blp.doc(security=BEARER)
     @blp.arguments(PageArgs, location="query")
     @blp.response(200, ApplicationsAnswer)
     def get(self, args):
@@ -125,6 +127,7 @@ def _channel() -> str:
 
 @blp.route("/bindings/applications/<application_id>")
 @person_required
+@blp.doc(security=BEARER)
 @blp.response(200)
 def application_detail(application_id):
     """申请详情与办理进度 (timeline)."""
@@ -134,6 +137,7 @@ def application_detail(application_id):
 
 @blp.route("/bindings/applications/<application_id>/withdraw", methods=["POST"])
 @person_required
+@blp.doc(security=BEARER)
 @blp.response(200)
 def withdraw(application_id):
     """申请人撤回（审核结果出来之前）."""
@@ -148,6 +152,7 @@ class BindingsAnswer(Schema):
 
 @blp.route("/bindings")
 @person_required
+@blp.doc(security=BEARER)
 @blp.response(200, BindingsAnswer)
 def list_bindings():
     """我授权的 (granted) 与授权给我的 (received) 共济关系."""
@@ -170,6 +175,7 @@ class RevokeIn(Schema):
 
 @blp.route("/bindings/<binding_id>", methods=["PATCH"])
 @person_required
+@blp.doc(security=BEARER)
 @blp.arguments(BindingPatch)
 @blp.response(200)
 def patch_binding(data, binding_id):
@@ -184,6 +190,7 @@ def patch_binding(data, binding_id):
 
 @blp.route("/bindings/<binding_id>/revoke", methods=["POST"])
 @person_required
+@blp.doc(security=BEARER)
 @blp.arguments(RevokeIn)
 @blp.response(200)
 def revoke_binding(data, binding_id):
@@ -205,6 +212,7 @@ def dump_notification(n) -> dict:
 
 @blp.route("/notifications")
 @person_required
+@blp.doc(security=BEARER)
 @blp.arguments(InboxArgs, location="query")
 @blp.response(200)
 def inbox(args):
@@ -217,6 +225,7 @@ def inbox(args):
 
 @blp.route("/notifications/<notification_id>/read", methods=["POST"])
 @person_required
+@blp.doc(security=BEARER)
 @blp.response(200)
 def read_notification(notification_id):
     return dump_notification(notifications.mark_read(current_person(), notification_id))

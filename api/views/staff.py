@@ -1,5 +1,5 @@
 """Staff endpoints of the 医保大厅 and the review office."""
-from flask_smorest import Blueprint
+from api.schemas import BEARER, Blueprint
 from marshmallow import Schema, fields, validate
 
 from api.auth import current_staff, staff_required
@@ -23,6 +23,7 @@ def dump_review(app) -> dict:
 
 @blp.route("/reviews")
 @staff_required("reviewer")
+@blp.doc(security=BEARER)
 @blp.arguments(PageArgs, location="query")
 @blp.response(200)
 def reviews(args):
@@ -39,6 +40,7 @@ class DecisionIn(Schema):
 
 @blp.route("/reviews/<application_id>/decision", methods=["POST"])
 @staff_required("reviewer")
+@blp.doc(security=BEARER)
 @blp.arguments(DecisionIn)
 @blp.response(200)
 def decide(data, application_id):
