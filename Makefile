@@ -16,20 +16,29 @@ $(STAMP): requirements.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+# Migrating and seeding are skipped when nothing they depend on changed (per database: the stamp names it).
+DB_STAMP := instance/.seeded-$(shell printf '%s' "$$DATABASE_URL" | cksum | cut -d' ' -f1)
+DEMO := $(wildcard fixtures/demo/*.csv fixtures/demo/policies/*.toml migrations/versions/*.py)
+
 migrate: venv
 	$(FLASK) db upgrade
 
-seed: migrate
+seed: venv
+	$(FLASK) db upgrade
 	$(FLASK) registry import fixtures/demo
+	@mkdir -p instance && touch $(DB_STAMP)
 
-run: seed
+$(DB_STAMP): $(STAMP) $(DEMO)
+	@$(MAKE) --no-print-directory seed
+
+run: $(DB_STAMP)
 	@echo "家庭共济 service: http://127.0.0.1:$${PORT:-5000}/  (API docs: /api/docs; Ctrl-C stops everything)"
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m api.embedded $(BIN)/honcho start -f Procfile
 
 test: venv
 	$(BIN)/python -m pytest
 
-bench-review: seed
+bench-review: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m api.embedded $(BIN)/python -m tests.bench.review
 
 bench-import: venv

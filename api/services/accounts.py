@@ -1,6 +1,7 @@
 """Logins: channel accounts bound to persons by 实名认证, and staff users with hashed passwords and roles."""
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import unicodedata
@@ -23,7 +24,13 @@ log = logging.getLogger(__name__)
 STAFF_ROLES = {"clerk": "窗口经办人", "reviewer": "审核员", "admin": "管理员"}
 MIN_PASSWORD_LENGTH = 8
 # checked when the username is unknown, so a wrong username costs as long as a wrong password
-_DUMMY_HASH = generate_password_hash("not-a-password")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to check unknown usernames against, so they take as long as known ones (made once, on first use)."""
+    return generate_password_hash("not-a-password")
+
 _MIDDLE_DOTS = re.compile(r"[•・．.‧∙⋅･]")
 
 
@@ -86,7 +93,7 @@ def _verify_realname(name: str | None, id_number: str | None, expected: Person |
 
 def login_staff(username: str, password: str) -> StaffUser:
     staff = db.session.scalar(select(StaffUser).where(StaffUser.username == username))
-    ok = check_password_hash(staff.password_hash if staff else _DUMMY_HASH, password)
+    ok = check_password_hash(staff.password_hash if staff else _dummy_hash(), password)
     with unit_of_work():
         if staff is None or not ok or not staff.active:
             audit.record(f"staff:{username}"[:64], "staff_login_failed")
