@@ -76,7 +76,7 @@ def post(kind: str, entries: list[Entry], reference: str | None = None, memo: st
     Accounts are updated in id order, so concurrent transactions lock rows in one order and cannot deadlock.
     """
     entries = [e for e in entries if e.amount_fen != 0]
-    if any(not isinstance(e.amount_fen, int) for e in entries):
+    if any(type(e.amount_fen) is not int for e in entries):  # bool is an int too; not money
         raise UnbalancedTransaction("amounts must be integer fen")
     if sum(e.amount_fen for e in entries) != 0:
         raise UnbalancedTransaction("postings must sum to zero")
@@ -167,7 +167,7 @@ def post_many(movements: list[Movement]) -> list[int]:
     cleaned = []
     for movement in movements:
         entries = [e for e in movement.entries if e.amount_fen != 0]
-        if any(not isinstance(e.amount_fen, int) for e in entries):
+        if any(type(e.amount_fen) is not int for e in entries):  # bool is an int too; not money
             raise UnbalancedTransaction("amounts must be integer fen")
         if sum(e.amount_fen for e in entries) != 0:
             raise UnbalancedTransaction("postings must sum to zero")

@@ -51,6 +51,9 @@ def person(name: str = "张三", insurance_type: str = "employee", status: str =
     if insurance_type == "employee" and balance_fen is not None:
         prior = balance_fen if prior_year_fen is None else prior_year_fen
         current_acc, prior_acc = ledger.personal_accounts(p)
+        if balance_fen == 0:  # an empty account: nothing to move
+            db.session.commit()
+            return p
         funding = ledger.system_account(ledger.REGISTRY_ACCOUNT)
         ledger.post("registry_load", [
             ledger.Entry(current_acc.id, balance_fen - prior), ledger.Entry(prior_acc.id, prior),
