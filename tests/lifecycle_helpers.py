@@ -22,8 +22,11 @@ def staff_headers(username: str = "reviewer1", roles=("reviewer",)) -> dict:
 
 
 def run_worker() -> None:
-    """Runs a real RQ worker (forking a work horse per job) until the queues are empty."""
+    """Runs the real RQ worker of `flask --app api worker` until the queues are empty."""
+    from flask import current_app
+
     from api.commands.worker import _AppWorker
-    db.session.commit()  # the work horses must not inherit an open transaction
-    _AppWorker.build(["reviews", "notifications"]).work(burst=True, logging_level="WARNING")
+    db.session.commit()  # the jobs must see what the test wrote
+    with current_app.app_context():  # a context (and session) of its own, as in a worker process
+        _AppWorker.build(["reviews", "notifications"]).work(burst=True, logging_level="WARNING")
     db.session.rollback()  # see what the jobs wrote

@@ -9,22 +9,21 @@ from api.extensions import db, redis_client
 
 
 class _AppWorker:
-    """Builds an rq Worker whose work horses never reuse the parent's database connections."""
+    """Builds the RQ worker: jobs run in the worker process itself (rq.SimpleWorker), no fork per job.
+
+    Our jobs take milliseconds and reuse the process's database pool and compiled statements; forking a work
+    horse per job cost several times the job itself (see `make bench-review`). A worker that dies mid-job is
+    recovered by the review lease and the sweeper (`flask --app api clock`), not by RQ.
+    """
 
     @staticmethod
     def build(queues, name=None):
-        from rq import Worker
+        from rq import SimpleWorker
         from rq.serializers import JSONSerializer
 
         from workers.queues import queue
-
-        class Worker_(Worker):
-            def execute_job(self, job, queue_):
-                db.engine.dispose(close=False)  # connections must not cross fork()
-                return super().execute_job(job, queue_)
-
-        return Worker_([queue(q) for q in queues], connection=redis_client(), serializer=JSONSerializer,
-                       name=name, maintenance_interval=60)
+        return SimpleWorker([queue(q) for q in queues], connection=redis_client(), serializer=JSONSerializer,
+                            name=name, maintenance_interval=60)
 
 
 @click.command("worker", help="Run an RQ worker on the named queues (default: reviews notifications).")

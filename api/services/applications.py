@@ -136,6 +136,7 @@ def submit(authorizer: Person, data: dict, channel: str, staff: StaffUser | None
         raise ApiError("DUPLICATE_APPLICATION", 409) from None
     _event(app, "submitted", f"staff:{staff.username}" if staff else "applicant")
     _announce(app, "submitted")
+    notifications.leave_new_to_job()  # the review job sends the 受理 notices first thing: one job per application
     after_commit(REVIEWS, "workers.jobs.review_application", f"review-{app.id}", app.id)
     return app
 
@@ -181,6 +182,7 @@ def review(application_id: str) -> str | None:
     """The automatic review (R11): re-check R1–R5, then the kinship registry and the materials (R4)."""
     if not claim(application_id):
         return None
+    notifications.deliver_pending_of_application(application_id)
     if delay := env_str("GONGJI_TEST_REVIEW_DELAY"):  # lets tests/test_faults.py kill a worker mid-review
         time.sleep(float(delay))
     try:

@@ -62,6 +62,25 @@ def discard_new() -> None:
     g.pop("new_notifications", None)
 
 
+def leave_new_to_job() -> None:
+    """The notices written so far in this unit go out with the job this unit enqueues (one job, not two)."""
+    g.pop("new_notifications", None)
+
+
+def deliver_pending_of_application(application_id: str) -> None:
+    """Sends what is still pending about an application (e.g. its 受理 notices), oldest first."""
+    ids = db.session.scalars(select(Notification.id).where(
+        Notification.application_id == application_id, Notification.delivery_status == "pending")
+        .order_by(Notification.created_at, Notification.id)).all()
+    db.session.rollback()
+    for nid in ids:
+        try:
+            deliver(nid)
+        except Exception:  # left pending: its own job with retries, or the sweeper, sends it
+            db.session.rollback()
+            enqueue(NOTIFICATIONS, "workers.jobs.deliver_notification", f"notify-{nid}", nid)
+
+
 def deliver(notification_id: str) -> str:
     """Sends one notification through its channel adapter, once. Returns its delivery status."""
     with writing():

@@ -1,0 +1,358 @@
+"""`make bench-review`: throughput and latency of the review pipeline with the Procfile's workers on a fresh database.
+
+Phase A enqueues empty jobs (`workers.jobs.noop`) on the `reviews` queue: the queue's own rate, the baseline.
+Phase B submits applications through the real service (`api.services.applications.submit`), each of whose
+beneficiary the kinship registry confirms, and waits until every one is approved and every notification sent.
+Targets: reviews/s at least half the empty-job rate, and p50 submit → notification sent at most 1 s.
+
+Runs on a temp SQLite file unless DATABASE_URL is set (then its schema is DROPPED and rebuilt), on REDIS_URL
+(`python -m api.embedded` exports the embedded server's; without it a private one is started), whose Redis
+database is flushed first. Exits 1 when a target is missed. `--pairs N` runs a smaller set, `--rate R` paces the
+submits to show the latency without a queue.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from stdnum.cn import ric
+
+ROOT = Path(__file__).resolve().parents[2]
+PAIRS = 2000
+RATIO_TARGET = 0.5
+P50_TARGET_SECONDS = 1.0
+# The two worker processes of the Procfile (`make run`); the clock only re-enqueues what was lost.
+WORKER_ENTRIES = ("worker", "notifier")
+REGIONS = ("440106", "440104", "440111", "440304")
+
+
+def _prepare_environment() -> tuple[Path, str, subprocess.Popen | None]:
+    """Points the app at a fresh instance before it is imported; returns (temp dir, database kind, own Redis)."""
+    tmp = Path(tempfile.mkdtemp(prefix="gj-bench-review-"))
+    os.environ["INSTANCE_PATH"] = str(tmp / "instance")
+    os.environ.setdefault("SECRET_KEY", "bench-secret-key")
+    if os.environ.get("DATABASE_URL"):
+        kind = "postgresql" if os.environ["DATABASE_URL"].startswith("postgres") else "external"
+    else:
+        os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'bench.db'}"
+        kind = "sqlite (temp file)"
+    own_redis = None
+    if not os.environ.get("REDIS_URL"):  # run without `python -m api.embedded`: start a private embedded server
+        from api import embedded
+        sock = tmp / "redis.sock"
+        own_redis = embedded.start(sock, tmp / "redis", persist=False)
+        os.environ["REDIS_URL"] = f"unix://{sock}"
+    return tmp, kind, own_redis
+
+
+def _banner(text: str) -> None:
+    line = "!" * 78
+    print(f"\n{line}\n!! {text}\n{line}\n", flush=True)
+
+
+def _fresh_schema(app, kind: str) -> None:
+    from flask_migrate import upgrade
+    from sqlalchemy import text
+
+    from api.extensions import db, redis_client
+    with app.app_context():
+        redis_client().ping()
+        if kind != "sqlite (temp file)":
+            url = db.engine.url.render_as_string(hide_password=True)
+            _banner(f"DATABASE_URL is set: DROPPING every table of {url} and rebuilding it")
+        db.drop_all()
+        with db.engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        upgrade()
+        keys = redis_client().dbsize()
+        if keys:
+            _banner(f"flushing Redis {app.config['REDIS_URL']} ({keys} keys) so that only this run's jobs are queued")
+        redis_client().flushdb()
+
+
+def _id_number(region: str, birth: dt.date, order: int) -> str:
+    body = f"{region}{birth:%Y%m%d}{order:03d}"
+    return body + ric.calc_check_digit(body + "0")  # stdnum expects the check position present
+
+
+def _seed(pairs: int) -> list[dict]:
+    """`pairs` employee authorizers (funded through the ledger) with a resident child each, in the kinship registry.
+
+    Returns the submit payloads, one per authorizer.
+    """
+    from sqlalchemy import insert
+
+    from api.extensions import db
+    from api.models import Kinship, Person
+    from tests import factories
+
+    factories.load_policies()
+    payloads, children, kin = [], [], []
+    for i in range(pairs):
+        region = REGIONS[i % len(REGIONS)]
+        parent_number = _id_number(region, dt.date(1960, 1, 1) + dt.timedelta(days=i), 11)
+        child_number = _id_number(region, dt.date(1990, 1, 1) + dt.timedelta(days=i), 22)
+        # the money goes through the ledger (a registry_load transaction per authorizer)
+        parent = factories.person(name=f"基准父{i}", region_code=region, balance_fen=300_000 + i,
+                                  number=parent_number, phone=f"139{i:08d}")
+        children.append({"id_number": child_number, "name": f"基准子{i}", "insurance_type": "resident",
+                         "status": "normal", "region_code": region, "card_number": "C" + child_number[-10:],
+                         "phone": f"138{i:08d}"})
+        kin.append({"id_number_a": parent_number, "id_number_b": child_number, "relation": "child"})
+        payloads.append({"authorizer_id": parent.id, "beneficiary_id_number": child_number,
+                         "beneficiary_name": f"基准子{i}", "relation": "child"})
+    # residents have no personal account, so a bulk insert bypasses nothing of the ledger
+    now = dt.datetime.now(dt.timezone.utc)
+    db.session.execute(insert(Person), [dict(c, created_at=now, updated_at=now) for c in children])
+    db.session.execute(insert(Kinship), kin)
+    db.session.commit()
+    return payloads
+
+
+def _flask_command(entry: str) -> list[str]:
+    """The Procfile's command for `entry`, with `flask` taken from this interpreter's environment."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == entry:
+            argv = shlex.split(command)
+            if argv[0] == "flask":
+                local = Path(sys.executable).parent / "flask"
+                argv[0] = str(local) if local.exists() else "flask"
+            return argv
+    raise SystemExit(f"Procfile has no `{entry}` process")
+
+
+def _start_workers(tmp: Path) -> tuple[list[subprocess.Popen], Path]:
+    log_path = tmp / "workers.log"
+    log = open(log_path, "ab")
+    procs = []
+    for entry in WORKER_ENTRIES:
+        argv = _flask_command(entry)
+        print(f"  starting {entry}: {shlex.join(argv)}", flush=True)
+        # own session: a Ctrl-C reaches the bench, which then stops them warmly
+        procs.append(subprocess.Popen(argv, cwd=ROOT, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True))
+    return procs, log_path
+
+
+def _wait_registered(procs: list[subprocess.Popen], log_path: Path, timeout: float = 60) -> None:
+    from rq import Worker
+
+    from api.extensions import redis_client
+    pids = {p.pid for p in procs}
+    deadline = time.monotonic() + timeout
+    while True:
+        registered = {w.pid for w in Worker.all(connection=redis_client())} & pids
+        if registered == pids:
+            return
+        dead = [p for p in procs if p.poll() is not None]
+        if dead or time.monotonic() > deadline:
+            raise SystemExit(f"the workers did not register in Redis; see {log_path}:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.05)
+
+
+def _stop_workers(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)  # RQ's warm shutdown: the current job finishes
+    for p in procs:
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def _job_times(job_ids: list[str]) -> list[tuple[dt.datetime, dt.datetime, dt.datetime]]:
+    """(enqueued, started, ended) of each finished job still in Redis."""
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    from api.extensions import redis_client
+    times = []
+    for start in range(0, len(job_ids), 500):
+        for job in Job.fetch_many(job_ids[start:start + 500], connection=redis_client(), serializer=JSONSerializer):
+            if job is not None and job.ended_at and job.started_at and job.enqueued_at:
+                times.append((_utc(job.enqueued_at), _utc(job.started_at), _utc(job.ended_at)))
+    return times
+
+
+def _phase_a(count: int, timeout: float) -> dict:
+    """`count` empty jobs on the reviews queue: from the first enqueue to the last job's end."""
+    from rq.job import JobStatus
+
+    from workers.queues import REVIEWS, queue
+    q = queue(REVIEWS)
+    started = dt.datetime.now(dt.timezone.utc)
+    t0 = time.monotonic()
+    jobs = [q.enqueue("workers.jobs.noop", i, result_ttl=600) for i in range(count)]
+    enqueue_seconds = time.monotonic() - t0
+    ids = [j.id for j in jobs]
+    registry = q.finished_job_registry
+    deadline = time.monotonic() + timeout
+    while registry.count < count:
+        if q.failed_job_registry.count:
+            raise SystemExit(f"{q.failed_job_registry.count} empty jobs failed")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {registry.count} of {count} empty jobs finished in {timeout:.0f} s")
+        time.sleep(0.05)
+    times = _job_times(ids)
+    if len(times) != count or any(j.get_status() != JobStatus.FINISHED for j in jobs[-5:]):
+        raise SystemExit("could not read back the empty jobs' times")
+    ended = max(t[2] for t in times)
+    seconds = (ended - started).total_seconds()
+    return {"jobs": count, "seconds": seconds, "per_second": count / seconds, "enqueue_seconds": enqueue_seconds,
+            "exec_ms": statistics.median((t[2] - t[1]).total_seconds() * 1000 for t in times)}
+
+
+def _phase_b(payloads: list[dict], timeout: float, rate: float | None) -> dict:
+    """Submits every payload through the service (at `rate` per second, else as fast as it goes), then waits
+    for every approval and every sent notification."""
+    from sqlalchemy import func, select
+
+    from api.extensions import db
+    from api.models import Application, Notification, Person
+    from api.services import applications
+
+    submitted_at: dict[str, dt.datetime] = {}
+    call_ms = []
+    first_submit = dt.datetime.now(dt.timezone.utc)
+    t0 = time.monotonic()
+    for n, payload in enumerate(payloads):
+        if rate and (ahead := t0 + n / rate - time.monotonic()) > 0:
+            time.sleep(ahead)
+        # as a web request does: load the caller, call the service, end the session
+        at = dt.datetime.now(dt.timezone.utc)
+        app = applications.submit(db.session.get(Person, payload["authorizer_id"]), payload, channel="wechat")
+        submitted_at[app.id] = at
+        db.session.remove()
+        call_ms.append((dt.datetime.now(dt.timezone.utc) - at).total_seconds() * 1000)
+    submit_seconds = time.monotonic() - t0
+    ids = list(submitted_at)
+
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = dict(db.session.execute(select(Application.status, func.count()).group_by(Application.status)).all())
+        unsent = db.session.scalar(select(func.count()).select_from(Notification).where(
+            Notification.delivery_status != "sent"))
+        db.session.rollback()
+        if counts.get("approved", 0) == len(ids) and unsent == 0:
+            break
+        stuck = {s: n for s, n in counts.items() if s in ("rejected", "manual_review", "expired", "withdrawn")}
+        if stuck:
+            raise SystemExit(f"applications that were not approved: {stuck}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out after {timeout:.0f} s: applications {counts}, notifications not sent {unsent}")
+        time.sleep(0.1)
+
+    created = dict(db.session.execute(select(Application.id, Application.created_at)).all())
+    decided = dict(db.session.execute(select(Application.id, Application.decided_at)).all())
+    last_sent = dict(db.session.execute(select(Notification.application_id, func.max(Notification.sent_at))
+                                        .where(Notification.application_id.is_not(None))
+                                        .group_by(Notification.application_id)).all())
+    per_app = dict(db.session.execute(select(Notification.application_id, func.count())
+                                      .group_by(Notification.application_id)).all())
+    db.session.rollback()
+    latencies = sorted((_utc(last_sent[i]) - _utc(created[i])).total_seconds() for i in ids)
+    last_approval = max(_utc(decided[i]) for i in ids)
+    seconds = (last_approval - first_submit).total_seconds()
+    reviews = _job_times([f"review-{i}" for i in ids])
+    return {
+        "applications": len(ids), "seconds": seconds, "per_second": len(ids) / seconds,
+        "submit_seconds": submit_seconds, "submit_call_ms": statistics.median(call_ms),
+        "submit_per_second": len(ids) / submit_seconds,
+        "p50": _quantile(latencies, 0.50), "p90": _quantile(latencies, 0.90), "p99": _quantile(latencies, 0.99),
+        "max": latencies[-1], "notifications_per_application": sorted(set(per_app.values())),
+        "review_wait_ms": _quantile(sorted((s - e).total_seconds() * 1000 for e, s, _ in reviews), 0.5),
+        "review_exec_ms": _quantile(sorted((d - s).total_seconds() * 1000 for _, s, d in reviews), 0.5),
+        "review_jobs_read": len(reviews),
+    }
+
+
+def _quantile(values: list[float], q: float) -> float:
+    """Nearest-rank quantile of sorted values."""
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, max(0, int(round(q * len(values) + 0.5)) - 1))]
+
+
+def _summary(kind: str, redis_url: str, a: dict, b: dict, rate: float | None) -> bool:
+    ratio = b["per_second"] / a["per_second"]
+    ok_ratio, ok_p50 = ratio >= RATIO_TARGET, b["p50"] <= P50_TARGET_SECONDS
+    mark = {True: "ok", False: "MISSED"}
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())  # other work on the machine skews every figure
+    redis_kind = "embedded (unix socket)" if redis_url.startswith("unix://") else "external"
+    print(f"""
+== bench-review ==========================================================
+machine        nproc={os.cpu_count()}  python {sys.version.split()[0]}  load average {load}
+configuration  database: {kind}; redis: {redis_kind}; workers: {len(WORKER_ENTRIES)} processes
+               ({', '.join(WORKER_ENTRIES)} of the Procfile, one job at a time each);
+               submitting: {f"paced at {rate:g}/s" if rate else "as fast as possible"}, one process
+phase A        {a['jobs']} empty jobs in {a['seconds']:.2f} s  -> {a['per_second']:.1f} empty jobs/s
+               (enqueue {a['enqueue_seconds']:.2f} s; median job run {a['exec_ms']:.1f} ms)
+phase B        {b['applications']} applications, first submit -> last approval {b['seconds']:.2f} s
+               -> {b['per_second']:.1f} reviews/s
+               (submitting took {b['submit_seconds']:.2f} s = {b['submit_per_second']:.1f} submits/s,
+                median submit call {b['submit_call_ms']:.1f} ms;
+                review job median: {b['review_wait_ms']:.0f} ms queued, {b['review_exec_ms']:.1f} ms running;
+                notifications per application {b['notifications_per_application']})
+ratio          reviews/s / empty jobs/s = {ratio:.2f}   (target >= {RATIO_TARGET})  {mark[ok_ratio]}
+latency        submit -> last notification sent: p50 {b['p50']:.3f} s  p90 {b['p90']:.3f} s  p99 {b['p99']:.3f} s
+               max {b['max']:.3f} s   (target p50 <= {P50_TARGET_SECONDS} s)  {mark[ok_p50]}
+==========================================================================""", flush=True)
+    return ok_ratio and ok_p50
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=PAIRS, help="applications (and empty jobs) to run")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="submits per second (default: as fast as possible); a rate the workers keep up with "
+                             "shows the latency without a queue")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for each phase")
+    args = parser.parse_args(argv)
+
+    tmp, kind, own_redis = _prepare_environment()
+    from api import create_app
+    from api.extensions import db
+    app = create_app()
+    procs: list[subprocess.Popen] = []
+    try:
+        _fresh_schema(app, kind)
+        with app.app_context():
+            t0 = time.monotonic()
+            payloads = _seed(args.pairs)
+            print(f"seeded {len(payloads)} authorizer/beneficiary pairs with kinship records "
+                  f"in {time.monotonic() - t0:.1f} s ({kind})", flush=True)
+            db.session.remove()  # the workers start with no transaction of ours open
+            procs, log_path = _start_workers(tmp)
+            _wait_registered(procs, log_path)
+            print("workers registered; phase A (empty jobs)…", flush=True)
+            a = _phase_a(args.pairs, args.timeout)
+            print("phase B (applications)…", flush=True)
+            b = _phase_b(payloads, args.timeout, args.rate)
+            met = _summary(kind, app.config["REDIS_URL"], a, b, args.rate)
+    finally:
+        _stop_workers(procs)
+        if own_redis is not None:
+            from api import embedded
+            embedded.stop(own_redis)
+    print(f"workers stopped; instance and worker log kept in {tmp}")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
