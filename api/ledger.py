@@ -106,18 +106,24 @@ def _apply(account_id: int, delta: int) -> None:
             db.session.expire(obj, ["balance_fen"])
 
 
-def balance_of(person: Person) -> tuple[int, int]:
-    """(total, prior-year part) of a person's personal account, in 分."""
+def account_of(person: Person) -> tuple[int, int] | None:
+    """(total, prior-year part) of a person's personal account in 分, or None when he has none; one query."""
     rows = db.session.execute(select(LedgerAccount.kind, LedgerAccount.balance_fen)
                               .where(LedgerAccount.person_id == person.id)).all()
+    if not rows:
+        return None
     parts = {kind: bal for kind, bal in rows}
     prior = parts.get("personal_prior", 0)
     return parts.get("personal_current", 0) + prior, prior
 
 
+def balance_of(person: Person) -> tuple[int, int]:
+    """(total, prior-year part) of a person's personal account, in 分 (0, 0 without one)."""
+    return account_of(person) or (0, 0)
+
+
 def has_account(person: Person) -> bool:
-    return db.session.scalar(select(LedgerAccount.id).where(LedgerAccount.person_id == person.id).limit(1)) \
-        is not None
+    return account_of(person) is not None
 
 
 def check() -> list[str]:

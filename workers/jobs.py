@@ -34,16 +34,13 @@ def deliver_notification(notification_id: str):
 
 @_fresh_session
 def deliver_notifications(notification_ids: list):
-    """Sends a batch (one transition's messages); a failure is retried by RQ, the sent ones are no-ops then."""
+    """Sends a batch (one transition's messages); a channel failure is retried by RQ, the sent ones are no-ops then."""
+    from api.notify import DeliveryFailed
     from api.services import notifications
-    failed = None
-    for nid in notification_ids:
-        try:
-            notifications.deliver(nid)
-        except Exception as exc:  # try the others first
-            failed = exc
-    if failed is not None:
-        raise failed
+    statuses = notifications.deliver_many(notification_ids)
+    if "retry" in statuses.values():
+        raise DeliveryFailed("some notifications will be retried")
+    return statuses
 
 
 def noop(i=None):

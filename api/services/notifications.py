@@ -48,12 +48,7 @@ def dispatch_new() -> None:
     if not ids:
         return
     if g.get("deliver_inline"):
-        for nid in ids:
-            try:
-                deliver(nid)
-            except Exception:  # leave it to a job with retries
-                db.session.rollback()
-                enqueue(NOTIFICATIONS, "workers.jobs.deliver_notification", f"notify-{nid}", nid)
+        deliver_now_or_later(ids)
     else:
         enqueue(NOTIFICATIONS, "workers.jobs.deliver_notifications", f"notify-{ids[0]}", ids)
 
@@ -70,54 +65,58 @@ def leave_new_to_job() -> None:
 def deliver_pending_of_application(application_id: str) -> None:
     """Sends what is still pending about an application (e.g. its 受理 notices), oldest first."""
     ids = db.session.scalars(select(Notification.id).where(
-        Notification.application_id == application_id, Notification.delivery_status == "pending")
-        .order_by(Notification.created_at, Notification.id)).all()
+        Notification.application_id == application_id, Notification.delivery_status == "pending")).all()
     db.session.rollback()
-    for nid in ids:
-        try:
-            deliver(nid)
-        except Exception:  # left pending: its own job with retries, or the sweeper, sends it
-            db.session.rollback()
-            enqueue(NOTIFICATIONS, "workers.jobs.deliver_notification", f"notify-{nid}", nid)
+    if ids:
+        deliver_now_or_later(ids)
+
+
+def deliver_now_or_later(ids: list[str]) -> None:
+    """Delivers now; what fails is left to a job of its own, with retries (and to the sweeper behind it)."""
+    try:
+        retry = [nid for nid, status in deliver_many(ids).items() if status == "retry"]
+    except Exception:
+        db.session.rollback()
+        log.exception("delivery of %s failed; queued", ids)
+        retry = ids
+    for nid in retry:
+        enqueue(NOTIFICATIONS, "workers.jobs.deliver_notification", f"notify-{nid}", nid)
+
+
+def deliver_many(ids: list[str]) -> dict[str, str]:
+    """Sends the pending ones among `ids` through their channel adapters, in one transaction, each once.
+
+    Returns every id's status: sent, failed (gave up after MAX_ATTEMPTS), retry (the channel failed this time),
+    or what it already was. The row lock and the unique Delivery row make a concurrent second send impossible.
+    """
+    result = {}
+    with writing():
+        rows = db.session.scalars(select(Notification).where(Notification.id.in_(ids))
+                                  .order_by(Notification.created_at, Notification.id).with_for_update()).all()
+        for n in rows:
+            if n.delivery_status != "pending":
+                result[n.id] = n.delivery_status
+                continue
+            n.attempts += 1
+            try:
+                adapter_for(n.channel).send(n, db.session.get(Person, n.person_id))
+                n.delivery_status, n.sent_at = "sent", utcnow()
+            except DeliveryFailed as exc:  # adapters fail before they record anything
+                n.last_error = str(exc)[:200]
+                if n.attempts >= MAX_ATTEMPTS:
+                    n.delivery_status = "failed"
+                log.warning("notification %s delivery failed (%s attempts): %s", n.id, n.attempts, exc)
+            result[n.id] = "retry" if n.delivery_status == "pending" else n.delivery_status
+        db.session.commit()
+    return {nid: result.get(nid, "missing") for nid in ids}
 
 
 def deliver(notification_id: str) -> str:
-    """Sends one notification through its channel adapter, once. Returns its delivery status."""
-    with writing():
-        return _deliver(notification_id)
-
-
-def _deliver(notification_id: str) -> str:
-    n = db.session.scalar(select(Notification).where(Notification.id == notification_id).with_for_update())
-    if n is None or n.delivery_status != "pending":
-        db.session.rollback()
-        return n.delivery_status if n else "missing"
-    person = db.session.get(Person, n.person_id)
-    try:
-        adapter_for(n.channel).send(n, person)
-    except DeliveryFailed as exc:
-        db.session.rollback()
-        attempts = _record_failure(notification_id, str(exc))
-        if attempts < MAX_ATTEMPTS:
-            raise  # RQ retries with backoff; the sweeper is the backstop
-        return "failed"
-    n.delivery_status, n.sent_at = "sent", utcnow()
-    n.attempts += 1
-    db.session.commit()
-    return "sent"
-
-
-def _record_failure(notification_id: str, error: str) -> int:
-    db.session.rollback()
-    n = db.session.scalar(select(Notification).where(Notification.id == notification_id).with_for_update())
-    n.attempts += 1
-    n.last_error = error[:200]
-    if n.attempts >= MAX_ATTEMPTS:
-        n.delivery_status = "failed"
-    attempts = n.attempts
-    db.session.commit()
-    log.warning("notification %s delivery failed (%s attempts): %s", notification_id, attempts, error)
-    return attempts
+    """Sends one notification, once; raises DeliveryFailed when the channel failed and it should be retried."""
+    status = deliver_many([notification_id])[notification_id]
+    if status == "retry":
+        raise DeliveryFailed(f"notification {notification_id} will be retried")
+    return status
 
 
 def redeliver_pending(older_than: dt.timedelta) -> int:

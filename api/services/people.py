@@ -23,11 +23,12 @@ def policy_for(region_code: str) -> Policy:
 
 
 def facts_of(person: Person) -> PersonFacts:
-    total, prior = ledger.balance_of(person)
+    account = ledger.account_of(person)
+    total, prior = account or (0, 0)
     return PersonFacts(
         id_number=person.id_number, insurance_type=person.insurance_type, status=person.status,
         region_code=person.region_code, balance_fen=total, prior_year_fen=prior,
-        has_account=person.insurance_type == "employee" and ledger.has_account(person),
+        has_account=person.insurance_type == "employee" and account is not None,
         settlement_suspended=person.settlement_suspended,
     )
 
