@@ -60,6 +60,7 @@ MESSAGES: dict[str, str] = {
     # life cycle
     "APPLICATION_DECIDED": "申请已有审核结果，不能再撤回",
     "APPLICATION_NOT_PENDING": "该申请不在待人工审核状态",
+    "REJECTION_REASON_REQUIRED": "驳回时请填写原因",
     "BINDING_NOT_ACTIVE": "该共济关系已解除",
     "REVIEW_EXPIRED": "人工审核超过规定期限未完成，申请已过期，请重新申请",
     "WITHDRAWN_BY_APPLICANT": "申请人已撤回申请",

@@ -25,8 +25,8 @@ def run_worker() -> None:
     """Runs the real RQ worker of `flask --app api worker` until the queues are empty."""
     from flask import current_app
 
-    from api.commands.worker import _AppWorker
+    from api.commands.worker import build_worker
     db.session.commit()  # the jobs must see what the test wrote
     with current_app.app_context():  # a context (and session) of its own, as in a worker process
-        _AppWorker.build(["reviews", "notifications"]).work(burst=True, logging_level="WARNING")
+        build_worker(["reviews", "notifications"]).work(burst=True, logging_level="WARNING")
     db.session.rollback()  # see what the jobs wrote

@@ -99,6 +99,9 @@ def test_no_kinship_record_with_proof_goes_to_a_reviewer_who_approves(client, fa
     assert queue[0]["materials"] == [{"id": material.id, "kind": "household_register"}]
     assert client.post(f"/api/v1/staff/reviews/{app.id}/decision", json={"decision": "approve"},
                        headers=clerk).status_code == 403
+    r = client.post(f"/api/v1/staff/reviews/{app.id}/decision", json={"decision": "reject", "reason": " "},
+                    headers=reviewer)
+    assert r.status_code == 400 and r.json["error"]["code"] == "REJECTION_REASON_REQUIRED"
     r = client.post(f"/api/v1/staff/reviews/{app.id}/decision", json={"decision": "approve", "reason": "户口簿核实"},
                     headers=reviewer)
     assert r.status_code == 200 and r.json["status"] == "approved"

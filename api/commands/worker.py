@@ -8,22 +8,19 @@ from flask.cli import with_appcontext
 from api.extensions import db, redis_client
 
 
-class _AppWorker:
-    """Builds the RQ worker: jobs run in the worker process itself (rq.SimpleWorker), no fork per job.
+def build_worker(queues, name=None):
+    """The RQ worker: jobs run in the worker process itself (rq.SimpleWorker), no fork per job.
 
     Our jobs take milliseconds and reuse the process's database pool and compiled statements; forking a work
     horse per job cost several times the job itself (see `make bench-review`). A worker that dies mid-job is
     recovered by the review lease and the sweeper (`flask --app api clock`), not by RQ.
     """
+    from rq import SimpleWorker
+    from rq.serializers import JSONSerializer
 
-    @staticmethod
-    def build(queues, name=None):
-        from rq import SimpleWorker
-        from rq.serializers import JSONSerializer
-
-        from workers.queues import queue
-        return SimpleWorker([queue(q) for q in queues], connection=redis_client(), serializer=JSONSerializer,
-                            name=name, maintenance_interval=60)
+    from workers.queues import queue
+    return SimpleWorker([queue(q) for q in queues], connection=redis_client(), serializer=JSONSerializer,
+                        name=name, maintenance_interval=60)
 
 
 @click.command("worker", help="Run an RQ worker on the named queues (default: reviews notifications).")
@@ -35,7 +32,7 @@ class _AppWorker:
 def worker_cmd(queues, with_scheduler, burst, name):
     from workers.queues import QUEUES
     db.engine.dispose()
-    w = _AppWorker.build(queues or QUEUES, name=name)
+    w = build_worker(queues or QUEUES, name=name)
     w.work(with_scheduler=with_scheduler, burst=burst, logging_level="WARNING")
 
 

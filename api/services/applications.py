@@ -275,7 +275,10 @@ def review_queue():
 
 @transactional
 def decide_manually(staff: StaffUser, application_id: str, decision: str, reason: str) -> Application:
-    """A reviewer's decision (审核员): approve re-checks the rules, since things may have changed."""
+    """A reviewer's decision (审核员): approve re-checks the rules, since things may have changed; a rejection
+    needs the reason the applicant will read."""
+    if decision == "reject" and not reason:
+        raise ApiError("REJECTION_REASON_REQUIRED", 400, "reason")
     app = db.session.get(Application, application_id)
     if app is None:
         raise not_found()

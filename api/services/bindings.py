@@ -46,6 +46,8 @@ def of_person(person: Person) -> dict[str, list[Binding]]:
 def update_settings(person: Person, binding_id: str, data: dict) -> Binding:
     """The authorizer sets limits and the validity window; the beneficiary sets the order of use (R10)."""
     binding = visible_to(person, binding_id)
+    if not data:
+        raise ApiError("INVALID_INPUT", 400)
     if binding.status != "active":
         raise ApiError("BINDING_NOT_ACTIVE", 409)
     limits = {"monthly_limit_fen", "per_payment_limit_fen", "valid_until"}
