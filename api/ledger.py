@@ -108,13 +108,18 @@ def _apply(account_id: int, delta: int) -> None:
 
 def account_of(person: Person) -> tuple[int, int] | None:
     """(total, prior-year part) of a person's personal account in 分, or None when he has none; one query."""
-    rows = db.session.execute(select(LedgerAccount.kind, LedgerAccount.balance_fen)
-                              .where(LedgerAccount.person_id == person.id)).all()
-    if not rows:
-        return None
-    parts = {kind: bal for kind, bal in rows}
-    prior = parts.get("personal_prior", 0)
-    return parts.get("personal_current", 0) + prior, prior
+    return accounts_of([person.id]).get(person.id)
+
+
+def accounts_of(person_ids) -> dict[int, tuple[int, int]]:
+    """account_of for several people in one query; people without a personal account are left out."""
+    parts: dict[int, dict[str, int]] = {}
+    for person_id, kind, balance in db.session.execute(
+            select(LedgerAccount.person_id, LedgerAccount.kind, LedgerAccount.balance_fen)
+            .where(LedgerAccount.person_id.in_(set(person_ids)))):
+        parts.setdefault(person_id, {})[kind] = balance
+    return {pid: (p.get("personal_current", 0) + p.get("personal_prior", 0), p.get("personal_prior", 0))
+            for pid, p in parts.items()}
 
 
 def balance_of(person: Person) -> tuple[int, int]:

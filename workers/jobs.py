@@ -16,14 +16,8 @@ def _fresh_session(fn):
 
 @_fresh_session
 def review_application(application_id: str):
-    from flask import g
-
     from api.services import applications
-    g.deliver_inline = True  # this job is already the relay: send its own notifications right after its commit
-    try:
-        return applications.review(application_id)
-    finally:
-        g.pop("deliver_inline", None)
+    return applications.review(application_id)
 
 
 @_fresh_session

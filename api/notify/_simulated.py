@@ -13,6 +13,5 @@ def fail_if_asked(channel: str) -> None:
 
 def record(notification, channel: str, recipient: str, payload: dict) -> Delivery:
     delivery = Delivery(notification_id=notification.id, channel=channel, recipient=recipient, payload=payload)
-    db.session.add(delivery)
-    db.session.flush()  # the unique notification_id makes a second send fail here, not reach the person
+    db.session.add(delivery)  # unique per notification: a second send would fail the commit, not reach anyone
     return delivery

@@ -5,17 +5,20 @@ import datetime as dt
 import logging
 import time
 
-from sqlalchemy import or_, select, update
+from dataclasses import dataclass
+
+from sqlalchemy import literal, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
 from api import idnumber, policy
 from api.errors import ApiError, Refusal, not_found
 from api.extensions import db, writing
 from api.masking import mask_name
 from api.messages import message
-from api.models import Application, ApplicationEvent, Binding, Kinship, Person, StaffUser, utcnow
+from api.models import Application, ApplicationEvent, Binding, Kinship, Person, StaffUser, new_id, utcnow
 from api.services import notifications
-from api.services.people import facts_of, person_by_id_number, policy_for, policy_or_none
+from api.services.people import facts_of, facts_of_many, person_by_id_number, policies_of, policy_for
 from api.services.tx import transactional, unit_of_work
 from api.settings import env_str
 from workers.queues import REVIEWS, STALE_AFTER, after_commit, enqueue
@@ -32,34 +35,57 @@ STATUS_LABELS = {
 
 # --- links: what the caps of R3/R5 count ----------------------------------------------------------------------
 
-def _links(person: Person, as_authorizer: bool, exclude_application: str | None = None) -> list[policy.ExistingLink]:
-    """Active bindings and applications in progress of `person`, each with the other side's facts."""
-    mine, other = ((Binding.authorizer_id, Binding.beneficiary_id) if as_authorizer
-                   else (Binding.beneficiary_id, Binding.authorizer_id))
-    links = [(rel, pid) for rel, pid in db.session.execute(
-        select(Binding.relation, other).where(mine == person.id, Binding.status == "active"))]
-    a_mine, a_other = ((Application.authorizer_id, Application.beneficiary_id) if as_authorizer
-                       else (Application.beneficiary_id, Application.authorizer_id))
-    query = select(Application.relation, a_other).where(
-        a_mine == person.id, Application.status.in_(policy.PENDING_APPLICATION))
+@dataclass
+class _Links:
+    """Active bindings and applications in progress around an authorizer/beneficiary pair."""
+    of_authorizer: list[policy.ExistingLink]
+    of_beneficiary: list[policy.ExistingLink]
+    duplicate: str | None  # DUPLICATE_BINDING | DUPLICATE_APPLICATION when this very pair already has one
+
+
+def _links(authorizer: Person, beneficiary: Person, facts: dict[int, policy.PersonFacts],
+           exclude_application: str | None = None) -> _Links:
+    """The authorizer's links (as authorizer) and the beneficiary's (as beneficiary), each with the other side's
+    facts: one query for the links, one for the people on their other side and one for those people's balances."""
+    a, b = authorizer.id, beneficiary.id
+    pending = select(literal("application"), Application.authorizer_id, Application.beneficiary_id,
+                     Application.relation).where(Application.status.in_(policy.PENDING_APPLICATION),
+                                                 or_(Application.authorizer_id == a, Application.beneficiary_id == b))
     if exclude_application:
-        query = query.where(Application.id != exclude_application)
-    links += list(db.session.execute(query))
-    result = []
-    for relation, pid in links:
-        counterpart = db.session.get(Person, pid)
-        result.append(policy.ExistingLink(relation, facts_of(counterpart)))
-    return result
+        pending = pending.where(Application.id != exclude_application)
+    active = select(literal("binding"), Binding.authorizer_id, Binding.beneficiary_id, Binding.relation) \
+        .where(Binding.status == "active", or_(Binding.authorizer_id == a, Binding.beneficiary_id == b))
+    rows = db.session.execute(union_all(active, pending)).all()
+    others = {pid for _, auth, ben, _ in rows for pid in (auth, ben)} - facts.keys()
+    if others:
+        facts.update(facts_of_many(db.session.scalars(select(Person).where(Person.id.in_(others))).all()))
+    duplicate = next((("DUPLICATE_BINDING" if kind == "binding" else "DUPLICATE_APPLICATION")
+                      for kind, auth, ben, _ in rows if (auth, ben) == (a, b)), None)
+    return _Links([policy.ExistingLink(rel, facts[ben]) for _, auth, ben, rel in rows if auth == a],
+                  [policy.ExistingLink(rel, facts[auth]) for _, auth, ben, rel in rows if ben == b],
+                  duplicate)
 
 
-def _refusal_for(app_policy: policy.Policy, authorizer: Person, beneficiary: Person | None, relation: str,
-                 exclude_application: str | None = None) -> str | None:
+def _refusal_for(authorizer: Person, beneficiary: Person | None, relation: str,
+                 exclude_application: str | None = None, duplicates_conflict: bool = False) -> str | None:
+    """R1–R3/R5 for this pair under the authorizer's policy (OUT_OF_SCOPE when his region has none).
+
+    With `duplicates_conflict` an existing binding or application of the same pair raises 409 first.
+    """
+    regions = [authorizer.region_code] + ([beneficiary.region_code] if beneficiary else [])
+    policies = policies_of(regions)
+    app_policy = policies.get(authorizer.region_code[:2])
+    if app_policy is None:
+        raise ApiError("OUT_OF_SCOPE", 422)
     if beneficiary is None:
         return policy.application_refusal(app_policy, facts_of(authorizer), None, relation, [], [])
+    facts = facts_of_many({authorizer, beneficiary})
+    links = _links(authorizer, beneficiary, facts, exclude_application)
+    if duplicates_conflict and links.duplicate and authorizer.id != beneficiary.id:
+        raise ApiError(links.duplicate, 409)
     return policy.application_refusal(
-        app_policy, facts_of(authorizer), facts_of(beneficiary), relation,
-        _links(authorizer, True, exclude_application), _links(beneficiary, False, exclude_application),
-        beneficiary_policy=policy_or_none(beneficiary.region_code))
+        app_policy, facts[authorizer.id], facts[beneficiary.id], relation, links.of_authorizer,
+        links.of_beneficiary, beneficiary_policy=policies.get(beneficiary.region_code[:2]))
 
 
 # --- notifications of each transition ---------------------------------------------------------------------------
@@ -88,8 +114,11 @@ def _announce(app: Application, status: str, reason: str | None = None) -> None:
     }
     title = f"家庭共济申请{STATUS_LABELS[status]}"
     to_authorizer, to_beneficiary = texts[status]
-    notifications.notify(a, f"application_{status}", title, to_authorizer, application_id=app.id)
-    notifications.notify(b, f"application_{status}", title, to_beneficiary, application_id=app.id)
+    channels = notifications.channels_for([a, b])
+    notifications.notify(a, f"application_{status}", title, to_authorizer, application_id=app.id,
+                         channel=channels[a.id])
+    notifications.notify(b, f"application_{status}", title, to_beneficiary, application_id=app.id,
+                         channel=channels[b.id])
 
 
 def _event(app: Application, status: str, actor: str, code: str | None = None, reason: str | None = None) -> None:
@@ -110,17 +139,7 @@ def submit(authorizer: Person, data: dict, channel: str, staff: StaffUser | None
     beneficiary = person_by_id_number(number)
     if beneficiary is not None and beneficiary.name != data["beneficiary_name"].strip():
         raise Refusal("BENEFICIARY_NAME_MISMATCH", "beneficiary_name")
-    if beneficiary is not None and beneficiary.id != authorizer.id:
-        if db.session.scalar(select(Binding.id).where(
-                Binding.authorizer_id == authorizer.id, Binding.beneficiary_id == beneficiary.id,
-                Binding.status == "active")):
-            raise ApiError("DUPLICATE_BINDING", 409)
-        if db.session.scalar(select(Application.id).where(
-                Application.authorizer_id == authorizer.id, Application.beneficiary_id == beneficiary.id,
-                Application.status.in_(policy.PENDING_APPLICATION))):
-            raise ApiError("DUPLICATE_APPLICATION", 409)
-    app_policy = policy_for(authorizer.region_code)
-    code = _refusal_for(app_policy, authorizer, beneficiary, data["relation"])
+    code = _refusal_for(authorizer, beneficiary, data["relation"], duplicates_conflict=True)
     if code:
         raise Refusal(code, "relation" if code.startswith(("RELATION", "SPOUSE", "PARENT")) else None)
     app = Application(authorizer_id=authorizer.id, beneficiary_id=beneficiary.id, relation=data["relation"],
@@ -179,24 +198,35 @@ def _kinship_confirmed(app: Application) -> bool:
 
 
 def review(application_id: str) -> str | None:
-    """The automatic review (R11): re-check R1–R5, then the kinship registry and the materials (R4)."""
+    """The automatic review (R11): re-check R1–R5, then the kinship registry and the materials (R4).
+
+    Three short transactions: the claim, the decision with its notices, the delivery of every notice pending
+    for the application (its 受理 notices too), so that one job brings the applicant all the news.
+    """
     if not claim(application_id):
         return None
-    notifications.deliver_pending_of_application(application_id)
-    if delay := env_str("GONGJI_TEST_REVIEW_DELAY"):  # lets tests/test_faults.py kill a worker mid-review
-        time.sleep(float(delay))
+    try:
+        if delay := env_str("GONGJI_TEST_REVIEW_DELAY"):  # lets tests/test_faults.py kill a worker mid-review
+            time.sleep(float(delay))
+        return _review_claimed(application_id)
+    finally:
+        notifications.deliver_pending_of_application(application_id)
+
+
+def _review_claimed(application_id: str) -> str:
     try:
         with unit_of_work():
-            app = db.session.get(Application, application_id)
-            app_policy = policy_for(app.authorizer.region_code)
-            code = _refusal_for(app_policy, app.authorizer, app.beneficiary, app.relation,
-                                exclude_application=app.id)
+            app = db.session.get(Application, application_id,
+                                 options=[joinedload(Application.authorizer), joinedload(Application.beneficiary)])
+            code = _refusal_for(app.authorizer, app.beneficiary, app.relation, exclude_application=app.id)
             if code:
                 outcome = policy.ReviewOutcome("rejected", code)
             else:
                 kinds = {m.kind for m in app.materials}
-                outcome = policy.review_outcome(app_policy, _kinship_confirmed(app), kinds)
+                outcome = policy.review_outcome(policy_for(app.authorizer.region_code), _kinship_confirmed(app),
+                                                kinds)
             _decide(app, outcome.status, "system", outcome.code, from_status="reviewing")
+            notifications.leave_new_to_job()  # review() delivers them with the 受理 notices, in one transaction
             return outcome.status
     except Exception:
         _release(application_id)
@@ -220,23 +250,20 @@ def _decide(app: Application, status: str, actor: str, code: str | None, from_st
             reason: str | None = None) -> None:
     """Moves app from `from_status` to `status` (conditionally: a concurrent change wins) with its effects."""
     now = utcnow()
+    binding_id = new_id() if status == "approved" else None
     moved = db.session.execute(update(Application).where(Application.id == app.id,
                                                          Application.status == from_status)
-                               .values(status=status, reason_code=code, updated_at=now,
+                               .values(status=status, reason_code=code, updated_at=now, binding_id=binding_id,
                                        decided_at=now if status in FINAL else None)).rowcount
     if not moved:
         raise ApiError("CONFLICT", 409)
-    db.session.refresh(app)
     shown_reason = reason or (message(code) if code else None)
     _event(app, status, actor, code, shown_reason)
-    if status == "approved":
-        binding = Binding(authorizer_id=app.authorizer_id, beneficiary_id=app.beneficiary_id,
-                          relation=app.relation, monthly_limit_fen=app.monthly_limit_fen,
-                          per_payment_limit_fen=app.per_payment_limit_fen, valid_until=app.valid_until,
-                          application_id=app.id)
-        db.session.add(binding)
-        db.session.flush()
-        app.binding_id = binding.id
+    if binding_id:
+        db.session.add(Binding(id=binding_id, authorizer_id=app.authorizer_id, beneficiary_id=app.beneficiary_id,
+                               relation=app.relation, monthly_limit_fen=app.monthly_limit_fen,
+                               per_payment_limit_fen=app.per_payment_limit_fen, valid_until=app.valid_until,
+                               application_id=app.id))
     _announce(app, status, shown_reason)
 
 
@@ -286,8 +313,7 @@ def decide_manually(staff: StaffUser, application_id: str, decision: str, reason
         raise ApiError("APPLICATION_NOT_PENDING", 409)
     actor = f"staff:{staff.username}"
     if decision == "approve":
-        code = _refusal_for(policy_for(app.authorizer.region_code), app.authorizer, app.beneficiary,
-                            app.relation, exclude_application=app.id)
+        code = _refusal_for(app.authorizer, app.beneficiary, app.relation, exclude_application=app.id)
         if code:
             raise Refusal(code)
         _decide(app, "approved", actor, None, "manual_review", reason or None)

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 
 from api.errors import not_found
 from api.extensions import db, writing
-from api.models import ChannelAccount, Notification, Person, utcnow
+from api.models import ChannelAccount, Notification, Person, new_id, utcnow
 from api.notify import DeliveryFailed, adapter_for
 from api.services.tx import unit_of_work
 from workers.queues import NOTIFICATIONS, enqueue
@@ -21,35 +21,39 @@ CHANNEL_OF_LOGIN = {"wechat": "wechat", "alipay": "alipay"}
 
 
 def channel_for(person: Person) -> str:
-    latest = db.session.scalar(select(ChannelAccount.channel).where(ChannelAccount.person_id == person.id)
-                               .order_by(ChannelAccount.last_login_at.desc().nulls_last(),
-                                         ChannelAccount.id.desc()).limit(1))
-    return CHANNEL_OF_LOGIN.get(latest or "", "sms")
+    return channels_for([person])[person.id]
+
+
+def channels_for(persons) -> dict[int, str]:
+    """Each person's notification channel, by id, in one query: the mini-program he used last, else SMS."""
+    latest: dict[int, str] = {}
+    for person_id, channel in db.session.execute(
+            select(ChannelAccount.person_id, ChannelAccount.channel)
+            .where(ChannelAccount.person_id.in_({p.id for p in persons}))
+            .order_by(ChannelAccount.last_login_at.desc().nulls_last(), ChannelAccount.id.desc())):
+        latest.setdefault(person_id, channel)
+    return {p.id: CHANNEL_OF_LOGIN.get(latest.get(p.id, ""), "sms") for p in persons}
 
 
 def notify(person: Person, kind: str, title: str, body: str, application_id: str | None = None,
-           binding_id: str | None = None) -> Notification:
+           binding_id: str | None = None, channel: str | None = None) -> Notification:
     """Adds an inbox message to the caller's transaction; `dispatch` delivers it after the commit."""
-    n = Notification(person_id=person.id, kind=kind, title=title, body=body, application_id=application_id,
-                     binding_id=binding_id, channel=channel_for(person))
-    db.session.add(n)
-    db.session.flush()
+    n = Notification(id=new_id(), person_id=person.id, kind=kind, title=title, body=body,
+                     application_id=application_id, binding_id=binding_id,
+                     channel=channel or channel_for(person))
+    db.session.add(n)  # flushed with the rest of the unit, in one statement per table
     g.setdefault("new_notifications", []).append(n.id)
     return n
 
 
 def dispatch_new() -> None:
-    """After a commit: a worker job delivers what it just wrote itself; a web request enqueues one job for it all.
+    """After a commit: one job delivers what the unit wrote (the review job sends its own, see `leave_new_to_job`).
 
-    Either way the rows are already committed as `pending`, so a crash here loses nothing: the sweeper
+    The rows are already committed as `pending`, so a crash here loses nothing: the sweeper
     (`redeliver_pending`) sends what is left.
     """
     ids = g.pop("new_notifications", [])
-    if not ids:
-        return
-    if g.get("deliver_inline"):
-        deliver_now_or_later(ids)
-    else:
+    if ids:
         enqueue(NOTIFICATIONS, "workers.jobs.deliver_notifications", f"notify-{ids[0]}", ids)
 
 
@@ -63,52 +67,68 @@ def leave_new_to_job() -> None:
 
 
 def deliver_pending_of_application(application_id: str) -> None:
-    """Sends what is still pending about an application (e.g. its 受理 notices), oldest first."""
-    ids = db.session.scalars(select(Notification.id).where(
-        Notification.application_id == application_id, Notification.delivery_status == "pending")).all()
-    db.session.rollback()
-    if ids:
-        deliver_now_or_later(ids)
-
-
-def deliver_now_or_later(ids: list[str]) -> None:
-    """Delivers now; what fails is left to a job of its own, with retries (and to the sweeper behind it)."""
+    """Sends what is pending about an application (its 受理 notices, its decision), oldest first; what fails
+    is left to a job of its own, with retries (and to the sweeper behind it)."""
     try:
-        retry = [nid for nid, status in deliver_many(ids).items() if status == "retry"]
+        statuses = deliver_many(application_id=application_id)
+        retry = [nid for nid, status in statuses.items() if status == "retry"]
     except Exception:
         db.session.rollback()
-        log.exception("delivery of %s failed; queued", ids)
-        retry = ids
+        log.exception("delivery for application %s failed; queued", application_id)
+        retry = _pending_of(application_id)
     for nid in retry:
         enqueue(NOTIFICATIONS, "workers.jobs.deliver_notification", f"notify-{nid}", nid)
 
 
-def deliver_many(ids: list[str]) -> dict[str, str]:
-    """Sends the pending ones among `ids` through their channel adapters, in one transaction, each once.
+def _pending_of(application_id: str) -> list[str]:
+    try:
+        return list(db.session.scalars(select(Notification.id).where(
+            Notification.application_id == application_id, Notification.delivery_status == "pending")))
+    except Exception:  # the database is away too: the sweeper (redeliver_pending) sends them later
+        return []
+    finally:
+        db.session.rollback()
+
+
+def deliver_many(ids: list[str] | None = None, application_id: str | None = None) -> dict[str, str]:
+    """Sends the pending ones among `ids` (or an application's) through their channel adapters, in one
+    transaction, each once.
 
     Returns every id's status: sent, failed (gave up after MAX_ATTEMPTS), retry (the channel failed this time),
     or what it already was. The row lock and the unique Delivery row make a concurrent second send impossible.
     """
     result = {}
     with writing():
-        rows = db.session.scalars(select(Notification).where(Notification.id.in_(ids))
-                                  .order_by(Notification.created_at, Notification.id).with_for_update()).all()
-        for n in rows:
-            if n.delivery_status != "pending":
-                result[n.id] = n.delivery_status
-                continue
-            n.attempts += 1
-            try:
-                adapter_for(n.channel).send(n, db.session.get(Person, n.person_id))
-                n.delivery_status, n.sent_at = "sent", utcnow()
-            except DeliveryFailed as exc:  # adapters fail before they record anything
-                n.last_error = str(exc)[:200]
-                if n.attempts >= MAX_ATTEMPTS:
-                    n.delivery_status = "failed"
-                log.warning("notification %s delivery failed (%s attempts): %s", n.id, n.attempts, exc)
-            result[n.id] = "retry" if n.delivery_status == "pending" else n.delivery_status
+        query = select(Notification).order_by(Notification.created_at, Notification.id).with_for_update()
+        if ids is not None:
+            query = query.where(Notification.id.in_(ids))
+        else:
+            query = query.where(Notification.application_id == application_id,
+                                Notification.delivery_status == "pending")
+        rows = db.session.scalars(query).all()
+        people = {p.id: p for p in db.session.scalars(
+            select(Person).where(Person.id.in_({n.person_id for n in rows if n.delivery_status == "pending"})))}
+        with db.session.no_autoflush:  # one flush at the end: the updates and deliveries go in a statement each
+            _send_each(rows, people, result)
         db.session.commit()
-    return {nid: result.get(nid, "missing") for nid in ids}
+    return {nid: result.get(nid, "missing") for nid in (ids if ids is not None else result)}
+
+
+def _send_each(rows: list[Notification], people: dict[int, Person], result: dict[str, str]) -> None:
+    for n in rows:
+        if n.delivery_status != "pending":
+            result[n.id] = n.delivery_status
+            continue
+        n.attempts += 1
+        try:
+            adapter_for(n.channel).send(n, people[n.person_id])
+            n.delivery_status, n.sent_at = "sent", utcnow()
+        except DeliveryFailed as exc:  # adapters fail before they record anything
+            n.last_error = str(exc)[:200]
+            if n.attempts >= MAX_ATTEMPTS:
+                n.delivery_status = "failed"
+            log.warning("notification %s delivery failed (%s attempts): %s", n.id, n.attempts, exc)
+        result[n.id] = "retry" if n.delivery_status == "pending" else n.delivery_status
 
 
 def deliver(notification_id: str) -> str:

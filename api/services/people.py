@@ -10,9 +10,16 @@ from api.models import Person, RegionPolicy
 from api.policy import PersonFacts, Policy
 
 
+def policies_of(region_codes) -> dict[str, Policy]:
+    """The policies of the provinces of `region_codes`, by province code, in one query."""
+    provinces = {code[:2] for code in region_codes}
+    rows = db.session.execute(select(RegionPolicy.province_code, RegionPolicy.data)
+                              .where(RegionPolicy.province_code.in_(provinces)))
+    return {code: Policy.from_dict(data) for code, data in rows}
+
+
 def policy_or_none(region_code: str) -> Policy | None:
-    row = db.session.get(RegionPolicy, region_code[:2])
-    return None if row is None else Policy.from_dict(row.data)
+    return policies_of([region_code]).get(region_code[:2])
 
 
 def policy_for(region_code: str) -> Policy:
@@ -23,14 +30,23 @@ def policy_for(region_code: str) -> Policy:
 
 
 def facts_of(person: Person) -> PersonFacts:
-    account = ledger.account_of(person)
-    total, prior = account or (0, 0)
-    return PersonFacts(
-        id_number=person.id_number, insurance_type=person.insurance_type, status=person.status,
-        region_code=person.region_code, balance_fen=total, prior_year_fen=prior,
-        has_account=person.insurance_type == "employee" and account is not None,
-        settlement_suspended=person.settlement_suspended,
-    )
+    return facts_of_many([person])[person.id]
+
+
+def facts_of_many(persons) -> dict[int, PersonFacts]:
+    """Each person's facts by id, with the balances of all of them read in one query."""
+    accounts = ledger.accounts_of([p.id for p in persons])
+    facts = {}
+    for person in persons:
+        account = accounts.get(person.id)
+        total, prior = account or (0, 0)
+        facts[person.id] = PersonFacts(
+            id_number=person.id_number, insurance_type=person.insurance_type, status=person.status,
+            region_code=person.region_code, balance_fen=total, prior_year_fen=prior,
+            has_account=person.insurance_type == "employee" and account is not None,
+            settlement_suspended=person.settlement_suspended,
+        )
+    return facts
 
 
 def person_by_id_number(id_number: str) -> Person | None:
