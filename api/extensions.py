@@ -1,4 +1,5 @@
 """Shared extension objects, each init_app'ed by create_app."""
+import fcntl
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -44,9 +45,30 @@ def writing():
         db.session.rollback()
     token = _writing.set(True)
     try:
-        yield
+        with _sqlite_writers_queue():
+            yield
     finally:
         _writing.reset(token)
+
+
+@contextmanager
+def _sqlite_writers_queue():
+    """SQLite writers of every process queue on an flock beside the database file before BEGIN IMMEDIATE.
+
+    SQLite's own busy handler polls with sleeps of up to 100 ms, so a writer that finds the lock taken often waits
+    far longer than the transaction it waits for; the kernel wakes an flock waiter as soon as it is free. Each
+    block opens its own descriptor, so threads of one process queue too; a dead holder's lock is freed by the
+    kernel. SQLite's lock still decides: a writer that bypasses this queue only waits the slow way.
+    """
+    path = current_app.extensions.get("sqlite_writers_lock")
+    if path is None:
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
+
+
 
 
 def configure_sqlite(engine) -> None:
@@ -57,6 +79,9 @@ def configure_sqlite(engine) -> None:
     """
     if engine.dialect.name != "sqlite":
         return
+    database = engine.url.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        current_app.extensions["sqlite_writers_lock"] = database + "-writers.lock"
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection, _record):

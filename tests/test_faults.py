@@ -32,13 +32,14 @@ def test_a_worker_killed_mid_review_is_replaced_and_nothing_happens_twice(client
                      GONGJI_TEST_REVIEW_DELAY=600, GONGJI_STALE_AFTER_SECONDS=STALE)
     processes = [doomed]
     try:
-        wait_until(lambda: count(Application, Application.status == "reviewing") == 1, 60,
-                   "the slow worker claims a review", processes)
-        victim = fresh().scalar(select(Application.id).where(Application.status == "reviewing"))
+        # its first job claims the whole batch: its own application and the two others waiting
+        wait_until(lambda: count(Application, Application.status == "reviewing") == 3, 60,
+                   "the slow worker claims the reviews", processes)
+        victims = fresh().scalars(select(Application.id).where(Application.status == "reviewing")).all()
         doomed.kill()
 
-        # the claim is all the killed review left behind, besides the 受理 notices it sends before deciding
-        assert count(Application, Application.status == "reviewing") == 1
+        # the claims are all the killed review left behind: nothing decided, no notice sent
+        assert count(Application, Application.status == "reviewing") == 3
         assert count(Binding) == 0
         assert {n.kind for n in fresh().scalars(select(Notification).where(Notification.delivery_status == "sent"))} \
             <= {"application_submitted"}
@@ -53,7 +54,8 @@ def test_a_worker_killed_mid_review_is_replaced_and_nothing_happens_twice(client
             p.stop()
 
     assert_exactly_once(ids)
-    assert fresh().get(Application, victim).review_attempts == 2  # the killed claim, then the one that finished
+    # the killed claim, then the one that finished
+    assert [fresh().get(Application, v).review_attempts for v in victims] == [2, 2, 2]
 
 
 # --- 2. Redis down at submit; a lost delivery job; a failing channel ---------------------------------------------

@@ -4,10 +4,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-
 from dataclasses import dataclass
 
-from sqlalchemy import literal, or_, select, union_all, update
+from flask import g
+from sqlalchemy import insert, literal, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
@@ -79,6 +79,7 @@ def _refusal_for(authorizer: Person, beneficiary: Person | None, relation: str,
         raise ApiError("OUT_OF_SCOPE", 422)
     if beneficiary is None:
         return policy.application_refusal(app_policy, facts_of(authorizer), None, relation, [], [])
+    lock_people({authorizer.id, beneficiary.id})  # the links read below stay true until the commit
     facts = facts_of_many({authorizer, beneficiary})
     links = _links(authorizer, beneficiary, facts, exclude_application)
     if duplicates_conflict and links.duplicate and authorizer.id != beneficiary.id:
@@ -161,32 +162,48 @@ def submit(authorizer: Person, data: dict, channel: str, staff: StaffUser | None
 
 
 # --- review (worker) -------------------------------------------------------------------------------------------
+# A review job reviews its own application and, while it is at it, up to BATCH - 1 others still waiting in
+# `submitted`: when the workers fall behind, one claim, one decision transaction and one delivery transaction
+# serve many applications, and the jobs of those others find nothing left to do.
+BATCH = 50
 
-def claim(application_id: str) -> bool:
-    """submitted → reviewing (or re-claim a review whose worker died); a second delivery gets False."""
+
+def claim(application_id: str) -> list[str]:
+    """submitted → reviewing (or re-claim a review whose worker died) for the application and for up to
+    BATCH - 1 others waiting; [] when the application is not to be reviewed (a second delivery, a decided one)."""
+    status, lease_until = db.session.execute(select(Application.status, Application.lease_until)
+                                             .where(Application.id == application_id)).one_or_none() or (None, None)
+    db.session.rollback()
+    if not (status == "submitted" or (status == "reviewing" and (lease_until is None or lease_until < utcnow()))):
+        return []  # read only: a job whose application a batch already took costs no write
     with writing():
         return _claim(application_id)
 
 
-def _claim(application_id: str) -> bool:
+def _claim(application_id: str) -> list[str]:
     now = utcnow()
+    claimed = dict(status="reviewing", lease_until=now + LEASE, review_attempts=Application.review_attempts + 1,
+                   updated_at=now)
     first = db.session.execute(
         update(Application).where(Application.id == application_id, Application.status == "submitted")
-        .values(status="reviewing", lease_until=now + LEASE, review_attempts=Application.review_attempts + 1,
-                updated_at=now)).rowcount
-    if first:
-        db.session.add(ApplicationEvent(application_id=application_id, status="reviewing", actor="system"))
-    else:
-        again = db.session.execute(
+        .values(**claimed)).rowcount
+    if not first and not db.session.execute(
             update(Application).where(Application.id == application_id, Application.status == "reviewing",
-                                      Application.lease_until < now)
-            .values(lease_until=now + LEASE, review_attempts=Application.review_attempts + 1,
-                    updated_at=now)).rowcount
-        if not again:
-            db.session.rollback()
-            return False
+                                      Application.lease_until < now).values(**claimed)).rowcount:
+        db.session.rollback()
+        return []
+    waiting = select(Application.id).where(Application.status == "submitted", Application.id != application_id) \
+        .order_by(Application.created_at).limit(BATCH - 1).with_for_update(skip_locked=True).scalar_subquery()
+    others = db.session.scalars(update(Application).where(Application.id.in_(waiting),
+                                                          Application.status == "submitted")
+                                .values(**claimed).returning(Application.id),
+                                execution_options={"synchronize_session": False}).all()
+    fresh = ([application_id] if first else []) + list(others)
+    if fresh:
+        db.session.execute(insert(ApplicationEvent), [
+            {"application_id": i, "status": "reviewing", "actor": "system", "at": now} for i in fresh])
     db.session.commit()
-    return True
+    return [application_id, *others]
 
 
 def _kinship_confirmed(app: Application) -> bool:
@@ -200,47 +217,80 @@ def _kinship_confirmed(app: Application) -> bool:
 def review(application_id: str) -> str | None:
     """The automatic review (R11): re-check R1–R5, then the kinship registry and the materials (R4).
 
-    Three short transactions: the claim, the decision with its notices, the delivery of every notice pending
-    for the application (its 受理 notices too), so that one job brings the applicant all the news.
+    Three short transactions, whatever the batch's size: the claim, the decisions with their notices, the
+    delivery of every notice pending for the batch (its 受理 notices too). Returns the application's outcome.
     """
-    if not claim(application_id):
+    batch = claim(application_id)
+    if not batch:
         return None
     try:
         if delay := env_str("GONGJI_TEST_REVIEW_DELAY"):  # lets tests/test_faults.py kill a worker mid-review
             time.sleep(float(delay))
-        return _review_claimed(application_id)
-    finally:
-        notifications.deliver_pending_of_application(application_id)
-
-
-def _review_claimed(application_id: str) -> str:
-    try:
-        with unit_of_work():
-            app = db.session.get(Application, application_id,
-                                 options=[joinedload(Application.authorizer), joinedload(Application.beneficiary)])
-            code = _refusal_for(app.authorizer, app.beneficiary, app.relation, exclude_application=app.id)
-            if code:
-                outcome = policy.ReviewOutcome("rejected", code)
-            else:
-                kinds = {m.kind for m in app.materials}
-                outcome = policy.review_outcome(policy_for(app.authorizer.region_code), _kinship_confirmed(app),
-                                                kinds)
-            _decide(app, outcome.status, "system", outcome.code, from_status="reviewing")
-            notifications.leave_new_to_job()  # review() delivers them with the 受理 notices, in one transaction
-            return outcome.status
+        outcomes = _review_claimed(batch)
     except Exception:
-        _release(application_id)
+        _release(batch)
         raise
+    finally:
+        notifications.deliver_pending_of_applications(batch)
+    if isinstance(outcomes.get(application_id), Exception):
+        raise outcomes[application_id]  # RQ retries the job; the application was released for it
+    return outcomes.get(application_id)
 
 
-def _release(application_id: str) -> None:
-    """After a failed attempt, let the retry claim the application at once instead of waiting for the lease."""
+def _review_claimed(batch: list[str]) -> dict[str, str | Exception | None]:
+    """Decides every claimed application of the batch in one transaction, each in a savepoint of its own: one
+    that fails is released (its lease ends now, so that a retry or the sweeper takes it again), not the others."""
+    outcomes: dict[str, str | Exception | None] = {}
+    with unit_of_work():
+        apps = db.session.scalars(select(Application).where(Application.id.in_(batch)).options(
+            joinedload(Application.authorizer), joinedload(Application.beneficiary))).all()
+        lock_people({p for app in apps for p in (app.authorizer_id, app.beneficiary_id)})
+        for app in sorted(apps, key=lambda a: a.created_at):
+            try:
+                with db.session.begin_nested():
+                    outcomes[app.id] = _review_one(app)
+            except ApiError:  # withdrawn meanwhile: nothing to decide
+                outcomes[app.id] = None
+            except Exception as exc:  # noqa: BLE001 - one application's fault must not stop the batch
+                log.exception("review of %s failed; released for a retry", app.id)
+                outcomes[app.id] = exc
+                _release([app.id])
+        notifications.leave_new_to_job()  # review() delivers them with the 受理 notices, in one transaction
+    return outcomes
+
+
+def _review_one(app: Application) -> str:
+    code = _refusal_for(app.authorizer, app.beneficiary, app.relation, exclude_application=app.id)
+    if code:
+        outcome = policy.ReviewOutcome("rejected", code)
+    else:
+        kinds = {m.kind for m in app.materials}
+        outcome = policy.review_outcome(policy_for(app.authorizer.region_code), _kinship_confirmed(app), kinds)
+    _decide(app, outcome.status, "system", outcome.code, from_status="reviewing")
+    return outcome.status
+
+
+def lock_people(person_ids) -> None:
+    """On PostgreSQL, locks the people's rows (in id order, so that two transactions cannot deadlock) until the
+    commit: decisions about the same people take turns, so the caps of R3 and R5 hold under concurrency.
+    SQLite needs nothing: its writers already take turns."""
+    if db.session.get_bind().dialect.name != "sqlite" and person_ids:
+        db.session.execute(select(Person.id).where(Person.id.in_(person_ids))
+                           .order_by(Person.id).with_for_update())
+
+
+def _release(batch: list[str]) -> None:
+    """Ends the lease of applications whose review failed, so that a retry (or the sweeper) claims them at once;
+    inside a transaction it joins it, else it runs in one of its own."""
+    released = update(Application).where(Application.id.in_(batch), Application.status == "reviewing") \
+        .values(lease_until=utcnow())
+    if g.get("in_unit"):
+        db.session.execute(released, execution_options={"synchronize_session": False})
+        return
     try:
         db.session.rollback()
         with writing():
-            db.session.execute(update(Application).where(Application.id == application_id,
-                                                         Application.status == "reviewing")
-                               .values(lease_until=utcnow()))
+            db.session.execute(released, execution_options={"synchronize_session": False})
             db.session.commit()
     except Exception:  # the lease will expire by itself
         db.session.rollback()

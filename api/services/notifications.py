@@ -66,32 +66,32 @@ def leave_new_to_job() -> None:
     g.pop("new_notifications", None)
 
 
-def deliver_pending_of_application(application_id: str) -> None:
-    """Sends what is pending about an application (its 受理 notices, its decision), oldest first; what fails
-    is left to a job of its own, with retries (and to the sweeper behind it)."""
+def deliver_pending_of_applications(application_ids: list[str]) -> None:
+    """Sends what is pending about the applications (their 受理 notices, their decisions), oldest first; what
+    fails is left to a job of its own, with retries (and to the sweeper behind it)."""
     try:
-        statuses = deliver_many(application_id=application_id)
+        statuses = deliver_many(application_ids=application_ids)
         retry = [nid for nid, status in statuses.items() if status == "retry"]
     except Exception:
         db.session.rollback()
-        log.exception("delivery for application %s failed; queued", application_id)
-        retry = _pending_of(application_id)
+        log.exception("delivery for applications %s failed; queued", application_ids)
+        retry = _pending_of(application_ids)
     for nid in retry:
         enqueue(NOTIFICATIONS, "workers.jobs.deliver_notification", f"notify-{nid}", nid)
 
 
-def _pending_of(application_id: str) -> list[str]:
+def _pending_of(application_ids: list[str]) -> list[str]:
     try:
         return list(db.session.scalars(select(Notification.id).where(
-            Notification.application_id == application_id, Notification.delivery_status == "pending")))
+            Notification.application_id.in_(application_ids), Notification.delivery_status == "pending")))
     except Exception:  # the database is away too: the sweeper (redeliver_pending) sends them later
         return []
     finally:
         db.session.rollback()
 
 
-def deliver_many(ids: list[str] | None = None, application_id: str | None = None) -> dict[str, str]:
-    """Sends the pending ones among `ids` (or an application's) through their channel adapters, in one
+def deliver_many(ids: list[str] | None = None, application_ids: list[str] | None = None) -> dict[str, str]:
+    """Sends the pending ones among `ids` (or the applications') through their channel adapters, in one
     transaction, each once.
 
     Returns every id's status: sent, failed (gave up after MAX_ATTEMPTS), retry (the channel failed this time),
@@ -103,7 +103,7 @@ def deliver_many(ids: list[str] | None = None, application_id: str | None = None
         if ids is not None:
             query = query.where(Notification.id.in_(ids))
         else:
-            query = query.where(Notification.application_id == application_id,
+            query = query.where(Notification.application_id.in_(application_ids),
                                 Notification.delivery_status == "pending")
         rows = db.session.scalars(query).all()
         people = {p.id: p for p in db.session.scalars(
