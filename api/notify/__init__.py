@@ -1,7 +1,7 @@
-"""Notification channel adapters behind one interface: `send(notification, person) -> Delivery`.
+"""Notification channel adapters behind one interface: `send(notification, person) -> dict` (a Delivery row).
 
-The adapters here are simulated: each records what it would send (a Delivery row, in the caller's transaction,
-unique per notification) instead of calling the platform. A real adapter keeps the same signature.
+The adapters here are simulated: each returns the record of what it would send (the caller inserts it in its
+transaction, unique per notification) instead of calling the platform. A real adapter keeps the same signature.
 """
 from api.notify import alipay, sms, wechat
 

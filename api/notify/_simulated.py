@@ -1,6 +1,6 @@
 """What the simulated adapters share: failure injection through Redis, and recording the delivery."""
-from api.extensions import db, redis_client
-from api.models import Delivery
+from api.extensions import redis_client
+from api.models import utcnow
 
 
 def fail_if_asked(channel: str) -> None:
@@ -11,7 +11,8 @@ def fail_if_asked(channel: str) -> None:
         raise DeliveryFailed(f"simulated {channel} outage")
 
 
-def record(notification, channel: str, recipient: str, payload: dict) -> Delivery:
-    delivery = Delivery(notification_id=notification.id, channel=channel, recipient=recipient, payload=payload)
-    db.session.add(delivery)  # unique per notification: a second send would fail the commit, not reach anyone
-    return delivery
+def record(notification, channel: str, recipient: str, payload: dict) -> dict:
+    """The Delivery row of what was "sent"; the caller inserts the batch's rows in one statement (unique per
+    notification: a second send would fail the commit, not reach anyone)."""
+    return {"notification_id": notification.id, "channel": channel, "recipient": recipient, "payload": payload,
+            "sent_at": utcnow()}

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from flask import g
 from sqlalchemy import insert, literal, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, selectinload
 
 from api import idnumber, policy
 from api.errors import ApiError, Refusal, not_found
@@ -33,60 +33,86 @@ STATUS_LABELS = {
 }
 
 
-# --- links: what the caps of R3/R5 count ----------------------------------------------------------------------
+# --- what the rules read: facts, policies, links ----------------------------------------------------------------
 
-@dataclass
-class _Links:
-    """Active bindings and applications in progress around an authorizer/beneficiary pair."""
-    of_authorizer: list[policy.ExistingLink]
-    of_beneficiary: list[policy.ExistingLink]
-    duplicate: str | None  # DUPLICATE_BINDING | DUPLICATE_APPLICATION when this very pair already has one
+@dataclass(frozen=True)
+class _Link:
+    kind: str  # binding | application (in progress)
+    id: str
+    authorizer_id: int
+    beneficiary_id: int
+    relation: str
 
 
-def _links(authorizer: Person, beneficiary: Person, facts: dict[int, policy.PersonFacts],
-           exclude_application: str | None = None) -> _Links:
-    """The authorizer's links (as authorizer) and the beneficiary's (as beneficiary), each with the other side's
-    facts: one query for the links, one for the people on their other side and one for those people's balances."""
-    a, b = authorizer.id, beneficiary.id
-    pending = select(literal("application"), Application.authorizer_id, Application.beneficiary_id,
-                     Application.relation).where(Application.status.in_(policy.PENDING_APPLICATION),
-                                                 or_(Application.authorizer_id == a, Application.beneficiary_id == b))
-    if exclude_application:
-        pending = pending.where(Application.id != exclude_application)
-    active = select(literal("binding"), Binding.authorizer_id, Binding.beneficiary_id, Binding.relation) \
-        .where(Binding.status == "active", or_(Binding.authorizer_id == a, Binding.beneficiary_id == b))
-    rows = db.session.execute(union_all(active, pending)).all()
-    others = {pid for _, auth, ben, _ in rows for pid in (auth, ben)} - facts.keys()
-    if others:
-        facts.update(facts_of_many(db.session.scalars(select(Person).where(Person.id.in_(others))).all()))
-    duplicate = next((("DUPLICATE_BINDING" if kind == "binding" else "DUPLICATE_APPLICATION")
-                      for kind, auth, ben, _ in rows if (auth, ben) == (a, b)), None)
-    return _Links([policy.ExistingLink(rel, facts[ben]) for _, auth, ben, rel in rows if auth == a],
-                  [policy.ExistingLink(rel, facts[auth]) for _, auth, ben, rel in rows if ben == b],
-                  duplicate)
+class RuleContext:
+    """What R1–R5 read about a set of authorizer/beneficiary pairs, loaded in a handful of queries whatever the
+    number of pairs: their policies, the people's facts, and every active binding or application in progress
+    of the authorizers (as authorizer) and the beneficiaries (as beneficiary), with the other side's facts.
+
+    On PostgreSQL the people's rows are locked first (`lock_people`), so what is read stays true until the commit.
+    """
+
+    def __init__(self, pairs: list[tuple[Person, Person]]):
+        people = {p.id: p for pair in pairs for p in pair}
+        lock_people(people)
+        self.policies = policies_of({p.region_code for p in people.values()})
+        authorizers, beneficiaries = {a.id for a, _ in pairs}, {b.id for _, b in pairs}
+        pending = select(literal("application"), Application.id, Application.authorizer_id,
+                         Application.beneficiary_id, Application.relation) \
+            .where(Application.status.in_(policy.PENDING_APPLICATION),
+                   or_(Application.authorizer_id.in_(authorizers), Application.beneficiary_id.in_(beneficiaries)))
+        active = select(literal("binding"), Binding.id, Binding.authorizer_id, Binding.beneficiary_id,
+                        Binding.relation) \
+            .where(Binding.status == "active",
+                   or_(Binding.authorizer_id.in_(authorizers), Binding.beneficiary_id.in_(beneficiaries)))
+        self.links = {row[1]: _Link(*row) for row in db.session.execute(union_all(active, pending))}
+        others = {pid for link in self.links.values() for pid in (link.authorizer_id, link.beneficiary_id)} - people.keys()
+        if others:
+            people.update({p.id: p for p in db.session.scalars(select(Person).where(Person.id.in_(others)))})
+        self.facts = facts_of_many(people.values())
+
+    def policy_of(self, person: Person) -> policy.Policy:
+        found = self.policies.get(person.region_code[:2])
+        if found is None:
+            raise ApiError("OUT_OF_SCOPE", 422)
+        return found
+
+    def duplicate(self, authorizer: Person, beneficiary: Person) -> str | None:
+        """DUPLICATE_BINDING or DUPLICATE_APPLICATION when this very pair already has one."""
+        for link in self.links.values():
+            if (link.authorizer_id, link.beneficiary_id) == (authorizer.id, beneficiary.id):
+                return "DUPLICATE_BINDING" if link.kind == "binding" else "DUPLICATE_APPLICATION"
+        return None
+
+    def refusal(self, authorizer: Person, beneficiary: Person, relation: str,
+                exclude_application: str | None = None) -> str | None:
+        """R1–R3/R5 for the pair under the authorizer's policy (OUT_OF_SCOPE when his region has none)."""
+        links = [link for link in self.links.values() if link.id != exclude_application]
+        return policy.application_refusal(
+            self.policy_of(authorizer), self.facts[authorizer.id], self.facts[beneficiary.id], relation,
+            [policy.ExistingLink(k.relation, self.facts[k.beneficiary_id]) for k in links
+             if k.authorizer_id == authorizer.id],
+            [policy.ExistingLink(k.relation, self.facts[k.authorizer_id]) for k in links
+             if k.beneficiary_id == beneficiary.id],
+            beneficiary_policy=self.policies.get(beneficiary.region_code[:2]))
+
+    def forget(self, application_id: str) -> None:
+        """An application of the set was turned down: it no longer counts against the caps of the others."""
+        self.links.pop(application_id, None)
 
 
 def _refusal_for(authorizer: Person, beneficiary: Person | None, relation: str,
                  exclude_application: str | None = None, duplicates_conflict: bool = False) -> str | None:
-    """R1–R3/R5 for this pair under the authorizer's policy (OUT_OF_SCOPE when his region has none).
-
-    With `duplicates_conflict` an existing binding or application of the same pair raises 409 first.
-    """
-    regions = [authorizer.region_code] + ([beneficiary.region_code] if beneficiary else [])
-    policies = policies_of(regions)
-    app_policy = policies.get(authorizer.region_code[:2])
-    if app_policy is None:
-        raise ApiError("OUT_OF_SCOPE", 422)
-    if beneficiary is None:
+    """R1–R3/R5 for one pair. With `duplicates_conflict` an existing binding or application of the same pair
+    answers 409 first."""
+    if beneficiary is None:  # not in the registry: the engine says BENEFICIARY_NOT_INSURED (after R1)
+        app_policy = policy_for(authorizer.region_code)
         return policy.application_refusal(app_policy, facts_of(authorizer), None, relation, [], [])
-    lock_people({authorizer.id, beneficiary.id})  # the links read below stay true until the commit
-    facts = facts_of_many({authorizer, beneficiary})
-    links = _links(authorizer, beneficiary, facts, exclude_application)
-    if duplicates_conflict and links.duplicate and authorizer.id != beneficiary.id:
-        raise ApiError(links.duplicate, 409)
-    return policy.application_refusal(
-        app_policy, facts[authorizer.id], facts[beneficiary.id], relation, links.of_authorizer,
-        links.of_beneficiary, beneficiary_policy=policies.get(beneficiary.region_code[:2]))
+    context = RuleContext([(authorizer, beneficiary)])
+    context.policy_of(authorizer)
+    if duplicates_conflict and authorizer.id != beneficiary.id and (code := context.duplicate(authorizer, beneficiary)):
+        raise ApiError(code, 409)
+    return context.refusal(authorizer, beneficiary, relation, exclude_application)
 
 
 # --- notifications of each transition ---------------------------------------------------------------------------
@@ -95,7 +121,8 @@ def _label(relation: str) -> str:
     return policy.RELATIONS.get(relation, relation)
 
 
-def _announce(app: Application, status: str, reason: str | None = None) -> None:
+def _announce(app: Application, status: str, reason: str | None = None,
+              channels: dict[int, str] | None = None) -> None:
     """Tells the authorizer and the beneficiary what happened, each from his own side (names masked)."""
     a, b = app.authorizer, app.beneficiary
     to_a = f"【{_label(app.relation)} {mask_name(b.name)}】"
@@ -115,7 +142,7 @@ def _announce(app: Application, status: str, reason: str | None = None) -> None:
     }
     title = f"家庭共济申请{STATUS_LABELS[status]}"
     to_authorizer, to_beneficiary = texts[status]
-    channels = notifications.channels_for([a, b])
+    channels = channels or notifications.channels_for([a, b])
     notifications.notify(a, f"application_{status}", title, to_authorizer, application_id=app.id,
                          channel=channels[a.id])
     notifications.notify(b, f"application_{status}", title, to_beneficiary, application_id=app.id,
@@ -123,8 +150,9 @@ def _announce(app: Application, status: str, reason: str | None = None) -> None:
 
 
 def _event(app: Application, status: str, actor: str, code: str | None = None, reason: str | None = None) -> None:
-    db.session.add(ApplicationEvent(application_id=app.id, status=status, actor=actor, reason_code=code,
-                                    reason=reason or (message(code) if code else None)))
+    db.session.execute(insert(ApplicationEvent).values(
+        application_id=app.id, status=status, actor=actor, reason_code=code, at=utcnow(),
+        reason=reason or (message(code) if code else None)))
 
 
 # --- submit ---------------------------------------------------------------------------------------------------
@@ -206,14 +234,6 @@ def _claim(application_id: str) -> list[str]:
     return [application_id, *others]
 
 
-def _kinship_confirmed(app: Application) -> bool:
-    a, b = app.authorizer.id_number, app.beneficiary.id_number
-    rows = db.session.execute(select(Kinship.id_number_a, Kinship.id_number_b, Kinship.relation).where(
-        or_((Kinship.id_number_a == a) & (Kinship.id_number_b == b),
-            (Kinship.id_number_a == b) & (Kinship.id_number_b == a)))).all()
-    return policy.kinship_matches(app.relation, [tuple(r) for r in rows], a, b)
-
-
 def review(application_id: str) -> str | None:
     """The automatic review (R11): re-check R1–R5, then the kinship registry and the materials (R4).
 
@@ -238,36 +258,55 @@ def review(application_id: str) -> str | None:
 
 
 def _review_claimed(batch: list[str]) -> dict[str, str | Exception | None]:
-    """Decides every claimed application of the batch in one transaction, each in a savepoint of its own: one
-    that fails is released (its lease ends now, so that a retry or the sweeper takes it again), not the others."""
-    outcomes: dict[str, str | Exception | None] = {}
+    """Decides the claimed applications in one transaction, reading what the rules need for all of them at once.
+
+    An application whose review raises is released (its lease ends now, so that a retry or the sweeper takes it
+    again) without stopping the others; one withdrawn meanwhile is left alone (None).
+    """
+    outcomes: dict[str, str | Exception | None] = dict.fromkeys(batch)
     with unit_of_work():
-        apps = db.session.scalars(select(Application).where(Application.id.in_(batch)).options(
-            joinedload(Application.authorizer), joinedload(Application.beneficiary))).all()
-        lock_people({p for app in apps for p in (app.authorizer_id, app.beneficiary_id)})
-        for app in sorted(apps, key=lambda a: a.created_at):
+        apps = db.session.scalars(
+            select(Application).where(Application.id.in_(batch), Application.status == "reviewing")
+            .options(joinedload(Application.authorizer, innerjoin=True),
+                     joinedload(Application.beneficiary, innerjoin=True), selectinload(Application.materials))
+            .order_by(Application.created_at).with_for_update(of=Application)).unique().all()
+        if not apps:
+            return outcomes
+        context = RuleContext([(app.authorizer, app.beneficiary) for app in apps])
+        kinship = _kinship_records(apps)
+        channels = notifications.channels_for({p for app in apps for p in (app.authorizer, app.beneficiary)})
+        for app in apps:
             try:
-                with db.session.begin_nested():
-                    outcomes[app.id] = _review_one(app)
-            except ApiError:  # withdrawn meanwhile: nothing to decide
-                outcomes[app.id] = None
+                outcome = _outcome(app, context, kinship)
             except Exception as exc:  # noqa: BLE001 - one application's fault must not stop the batch
                 log.exception("review of %s failed; released for a retry", app.id)
                 outcomes[app.id] = exc
-                _release([app.id])
+                continue
+            if outcome.status == "rejected":
+                context.forget(app.id)
+            _decide(app, outcome.status, "system", outcome.code, from_status="reviewing", channels=channels)
+            outcomes[app.id] = outcome.status
+        if failed := [i for i, o in outcomes.items() if isinstance(o, Exception)]:
+            _release(failed)
         notifications.leave_new_to_job()  # review() delivers them with the 受理 notices, in one transaction
     return outcomes
 
 
-def _review_one(app: Application) -> str:
-    code = _refusal_for(app.authorizer, app.beneficiary, app.relation, exclude_application=app.id)
+def _outcome(app: Application, context: RuleContext, kinship: list[tuple[str, str, str]]) -> policy.ReviewOutcome:
+    code = context.refusal(app.authorizer, app.beneficiary, app.relation, exclude_application=app.id)
     if code:
-        outcome = policy.ReviewOutcome("rejected", code)
-    else:
-        kinds = {m.kind for m in app.materials}
-        outcome = policy.review_outcome(policy_for(app.authorizer.region_code), _kinship_confirmed(app), kinds)
-    _decide(app, outcome.status, "system", outcome.code, from_status="reviewing")
-    return outcome.status
+        return policy.ReviewOutcome("rejected", code)
+    a, b = app.authorizer.id_number, app.beneficiary.id_number
+    confirmed = policy.kinship_matches(app.relation, [r for r in kinship if {r[0], r[1]} == {a, b}], a, b)
+    return policy.review_outcome(context.policy_of(app.authorizer), confirmed, {m.kind for m in app.materials})
+
+
+def _kinship_records(apps: list[Application]) -> list[tuple[str, str, str]]:
+    """The kinship registry's records between the applications' people (R4), in one query."""
+    numbers = {p.id_number for app in apps for p in (app.authorizer, app.beneficiary)}
+    return [tuple(r) for r in db.session.execute(
+        select(Kinship.id_number_a, Kinship.id_number_b, Kinship.relation)
+        .where(Kinship.id_number_a.in_(numbers), Kinship.id_number_b.in_(numbers)))]
 
 
 def lock_people(person_ids) -> None:
@@ -297,14 +336,18 @@ def _release(batch: list[str]) -> None:
 
 
 def _decide(app: Application, status: str, actor: str, code: str | None, from_status: str,
-            reason: str | None = None) -> None:
-    """Moves app from `from_status` to `status` (conditionally: a concurrent change wins) with its effects."""
+            reason: str | None = None, channels: dict[int, str] | None = None) -> None:
+    """Moves app from `from_status` to `status` (conditionally: a concurrent change wins) with its effects.
+
+    The loaded `app` keeps its old status until the commit expires it; callers read it after the commit.
+    """
     now = utcnow()
     binding_id = new_id() if status == "approved" else None
     moved = db.session.execute(update(Application).where(Application.id == app.id,
                                                          Application.status == from_status)
                                .values(status=status, reason_code=code, updated_at=now, binding_id=binding_id,
-                                       decided_at=now if status in FINAL else None)).rowcount
+                                       decided_at=now if status in FINAL else None),
+                               execution_options={"synchronize_session": False}).rowcount
     if not moved:
         raise ApiError("CONFLICT", 409)
     shown_reason = reason or (message(code) if code else None)
@@ -314,7 +357,7 @@ def _decide(app: Application, status: str, actor: str, code: str | None, from_st
                                relation=app.relation, monthly_limit_fen=app.monthly_limit_fen,
                                per_payment_limit_fen=app.per_payment_limit_fen, valid_until=app.valid_until,
                                application_id=app.id))
-    _announce(app, status, shown_reason)
+    _announce(app, status, shown_reason, channels)
 
 
 # --- people and staff ------------------------------------------------------------------------------------------

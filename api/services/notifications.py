@@ -5,11 +5,11 @@ import datetime as dt
 import logging
 
 from flask import g
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from api.errors import not_found
 from api.extensions import db, writing
-from api.models import ChannelAccount, Notification, Person, new_id, utcnow
+from api.models import ChannelAccount, Delivery, Notification, Person, new_id, utcnow
 from api.notify import DeliveryFailed, adapter_for
 from api.services.tx import unit_of_work
 from workers.queues import NOTIFICATIONS, enqueue
@@ -109,19 +109,22 @@ def deliver_many(ids: list[str] | None = None, application_ids: list[str] | None
         people = {p.id: p for p in db.session.scalars(
             select(Person).where(Person.id.in_({n.person_id for n in rows if n.delivery_status == "pending"})))}
         with db.session.no_autoflush:  # one flush at the end: the updates and deliveries go in a statement each
-            _send_each(rows, people, result)
+            deliveries = _send_each(rows, people, result)
+        if deliveries:
+            db.session.execute(insert(Delivery), deliveries)
         db.session.commit()
     return {nid: result.get(nid, "missing") for nid in (ids if ids is not None else result)}
 
 
-def _send_each(rows: list[Notification], people: dict[int, Person], result: dict[str, str]) -> None:
+def _send_each(rows: list[Notification], people: dict[int, Person], result: dict[str, str]) -> list[dict]:
+    deliveries = []
     for n in rows:
         if n.delivery_status != "pending":
             result[n.id] = n.delivery_status
             continue
         n.attempts += 1
         try:
-            adapter_for(n.channel).send(n, people[n.person_id])
+            deliveries.append(adapter_for(n.channel).send(n, people[n.person_id]))
             n.delivery_status, n.sent_at = "sent", utcnow()
         except DeliveryFailed as exc:  # adapters fail before they record anything
             n.last_error = str(exc)[:200]
@@ -129,6 +132,7 @@ def _send_each(rows: list[Notification], people: dict[int, Person], result: dict
                 n.delivery_status = "failed"
             log.warning("notification %s delivery failed (%s attempts): %s", n.id, n.attempts, exc)
         result[n.id] = "retry" if n.delivery_status == "pending" else n.delivery_status
+    return deliveries
 
 
 def deliver(notification_id: str) -> str:
