@@ -59,6 +59,34 @@ def enqueue(queue_name: str, func: str, job_id: str, *args) -> bool:
         return False
 
 
+# Removes each queued job (and its hash) that no worker has taken yet; a job already taken is left alone.
+_DISCARD = """
+local removed = 0
+for i, job_id in ipairs(ARGV) do
+  if redis.call('LREM', KEYS[1], 0, job_id) > 0 then
+    redis.call('DEL', 'rq:job:' .. job_id)
+    removed = removed + 1
+  end
+end
+return removed
+"""
+
+
+def discard_queued(queue_name: str, job_ids: list[str]) -> int:
+    """Drops still-queued jobs whose work was done another way (a review batch took their applications).
+
+    Only an optimisation: a job already taken by a worker, or one this fails to drop, runs and finds nothing to do.
+    """
+    if not job_ids:
+        return 0
+    try:
+        q = queue(queue_name)
+        return q.connection.register_script(_DISCARD)(keys=[q.key], args=job_ids)
+    except (RedisError, OSError) as exc:
+        log.warning("could not drop %d redundant jobs: %s", len(job_ids), type(exc).__name__)
+        return 0
+
+
 def after_commit(queue_name: str, func: str, job_id: str, *args) -> None:
     """Remembers a job for the request/job in progress; `flush_after_commit` sends them once committed."""
     if has_app_context():

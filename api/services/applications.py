@@ -21,7 +21,7 @@ from api.services import notifications
 from api.services.people import facts_of, facts_of_many, person_by_id_number, policies_of, policy_for
 from api.services.tx import transactional, unit_of_work
 from api.settings import env_str
-from workers.queues import REVIEWS, STALE_AFTER, after_commit, enqueue
+from workers.queues import REVIEWS, STALE_AFTER, after_commit, discard_queued, enqueue
 
 log = logging.getLogger(__name__)
 FINAL = ("approved", "rejected", "withdrawn", "expired")
@@ -243,6 +243,7 @@ def review(application_id: str) -> str | None:
     batch = claim(application_id)
     if not batch:
         return None
+    discard_queued(REVIEWS, [f"review-{i}" for i in batch if i != application_id])  # their jobs: nothing left to do
     try:
         if delay := env_str("GONGJI_TEST_REVIEW_DELAY"):  # lets tests/test_faults.py kill a worker mid-review
             time.sleep(float(delay))

@@ -312,14 +312,14 @@ def _phase_b(payloads: list[dict], timeout: float, procs: list[subprocess.Popen]
     _resume_workers()
     ids = list(submitted_at)
     done = _wait_done(ids, timeout)
-    reviews = _job_times([f"review-{i}" for i in ids])
-    if len(reviews) != len(ids):
-        raise SystemExit(f"read back {len(reviews)} of {len(ids)} review jobs")
+    reviews = _job_times([f"review-{i}" for i in ids])  # those a batch took over were dropped from the queue
+    if not reviews:
+        raise SystemExit("read back no review job")
     started = min(s for _, s, _ in reviews)
     ended = max(max(e for _, _, e in reviews), max(last for _, last, _ in done.values()))
     seconds = (ended - started).total_seconds()
     return {"applications": len(ids), "seconds": seconds, "per_second": len(ids) / seconds, **submit,
-            "notifications_per_application": sorted({n for _, _, n in done.values()}),
+            "notifications_per_application": sorted({n for _, _, n in done.values()}), "review_jobs": len(reviews),
             "review_exec_ms": _quantile(sorted((e - s).total_seconds() * 1000 for _, s, e in reviews), 0.5)}
 
 
@@ -359,8 +359,9 @@ A empty jobs   {a['jobs']} queued while the workers were suspended, then drained
                {a['seconds']:.2f} s -> {a['per_second']:.1f} empty jobs/s  (median job run {a['exec_ms']:.1f} ms)
 B reviews      {b['applications']} applications submitted while the workers were suspended
                ({b['submit_per_second']:.1f} submits/s), then drained: {b['seconds']:.2f} s
-               -> {b['per_second']:.1f} reviews/s  (median review job {b['review_exec_ms']:.1f} ms; notifications
-               per application {b['notifications_per_application']}, all sent)
+               -> {b['per_second']:.1f} reviews/s  ({b['review_jobs']} review jobs ran, the others' applications
+               taken by their batches; median job {b['review_exec_ms']:.1f} ms; notifications per application
+               {b['notifications_per_application']}, all sent)
 ratio          reviews/s / empty jobs/s = {ratio:.2f}   (target >= {RATIO_TARGET})  {mark[ok_ratio]}
 C latency      {c['applications']} more applications submitted {f"at {rate:g}/s" if rate else "as fast as possible"} while the
                workers run ({c['submit_per_second']:.1f} submits/s, median submit call {c['submit_call_ms']:.1f} ms);
