@@ -1,0 +1,86 @@
+"""Review batches: a review job takes the applications waiting behind its own, decides each once, and one
+application's fault does not stop the others. Real Redis queue, real database, the job function as RQ runs it."""
+from flask import current_app
+from sqlalchemy import select
+
+from api.models import Application, Notification, utcnow
+from api.services import applications
+from tests.fault_helpers import apply, assert_exactly_once, couples, fresh
+from workers import jobs
+from workers.queues import REVIEWS, queue
+
+
+def submit(client, n: int) -> list[str]:
+    ids = []
+    for husband, wife in couples(n):
+        r = apply(client, husband, wife)
+        assert r.status_code == 202, r.json
+        ids.append(r.json["id"])
+    return ids
+
+
+def run_job(application_id: str):
+    """One review job, in an app context (and session) of its own, as a worker runs it."""
+    fresh().commit()
+    with current_app.app_context():
+        return jobs.review_application(application_id)
+
+
+def test_one_job_reviews_the_waiting_applications_and_drops_their_jobs(client):
+    ids = submit(client, 3)
+    assert sorted(queue(REVIEWS).job_ids) == sorted(f"review-{i}" for i in ids)
+
+    assert run_job(ids[0]) == "approved"
+
+    assert_exactly_once(ids)  # all three decided, each with its own events, binding and four notices sent once
+    # the other two jobs had nothing left to do: dropped from the queue (the first is still there only because this
+    # test ran its function by hand instead of a worker taking it from the queue)
+    assert queue(REVIEWS).job_ids == [f"review-{ids[0]}"]
+    # a job that ran anyway (taken by a worker before the drop) finds nothing to do and changes nothing
+    assert run_job(ids[1]) is None and run_job(ids[2]) is None
+    assert_exactly_once(ids)
+    assert [fresh().get(Application, i).review_attempts for i in ids] == [1, 1, 1]
+
+
+def test_a_fault_in_one_application_releases_it_and_spares_the_others(client, monkeypatch):
+    ids = submit(client, 3)
+    broken = ids[1]
+    real = applications._outcome
+
+    def outcome(app, context, kinship):
+        if app.id == broken:
+            raise RuntimeError("unreadable registry record")
+        return real(app, context, kinship)
+
+    monkeypatch.setattr(applications, "_outcome", outcome)
+    assert run_job(ids[0]) == "approved"
+
+    s = fresh()
+    assert [s.get(Application, i).status for i in ids] == ["approved", "reviewing", "approved"]
+    assert s.get(Application, broken).lease_until <= utcnow()  # released: claimable at once, by a retry or the sweeper
+    # its 受理 notices went out with the batch; nothing about a decision was written for it
+    assert {n.kind for n in s.scalars(select(Notification).where(Notification.application_id == broken))} \
+        == {"application_submitted"}
+
+    monkeypatch.setattr(applications, "_outcome", real)
+    assert run_job(broken) == "approved"  # the sweeper's (or RQ's) next run
+    assert_exactly_once(ids)
+
+
+def test_the_job_of_a_faulty_application_fails_so_that_rq_retries_it(client, monkeypatch):
+    ids = submit(client, 2)
+    real = applications._outcome
+
+    def outcome(app, context, kinship):
+        if app.id == ids[0]:
+            raise RuntimeError("unreadable registry record")
+        return real(app, context, kinship)
+
+    monkeypatch.setattr(applications, "_outcome", outcome)
+    try:
+        run_job(ids[0])
+    except RuntimeError as exc:
+        assert "unreadable" in str(exc)
+    else:
+        raise AssertionError("the job of the faulty application must fail, for RQ to retry it")
+    assert [fresh().get(Application, i).status for i in ids] == ["reviewing", "approved"]
