@@ -84,3 +84,15 @@ def test_the_job_of_a_faulty_application_fails_so_that_rq_retries_it(client, mon
     else:
         raise AssertionError("the job of the faulty application must fail, for RQ to retry it")
     assert [fresh().get(Application, i).status for i in ids] == ["reviewing", "approved"]
+
+
+def test_an_application_whose_region_left_the_scheme_is_rejected_not_retried_forever(client):
+    from api.extensions import db
+    from api.models import RegionPolicy
+    ids = submit(client, 1)
+    db.session.execute(RegionPolicy.__table__.delete().where(RegionPolicy.province_code == "44"))
+    db.session.commit()
+
+    assert run_job(ids[0]) == "rejected"
+    app = fresh().get(Application, ids[0])
+    assert app.reason_code == "OUT_OF_SCOPE" and app.binding_id is None

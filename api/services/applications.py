@@ -294,7 +294,10 @@ def _review_claimed(batch: list[str]) -> dict[str, str | Exception | None]:
 
 
 def _outcome(app: Application, context: RuleContext, kinship: list[tuple[str, str, str]]) -> policy.ReviewOutcome:
-    code = context.refusal(app.authorizer, app.beneficiary, app.relation, exclude_application=app.id)
+    try:
+        code = context.refusal(app.authorizer, app.beneficiary, app.relation, exclude_application=app.id)
+    except ApiError as exc:  # OUT_OF_SCOPE: the authorizer's region has left the scheme since the submit
+        code = exc.code
     if code:
         return policy.ReviewOutcome("rejected", code)
     a, b = app.authorizer.id_number, app.beneficiary.id_number
