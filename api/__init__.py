@@ -30,6 +30,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     app.json.ensure_ascii = False
+    # Behind N reverse proxies (nginx, a load balancer), the client's address is in X-Forwarded-For: trust exactly
+    # that many hops, so that the per-client login limits see the client, and nobody can forge the header past them.
+    if proxies := int(app.config.get("TRUSTED_PROXIES", settings.env_int("TRUSTED_PROXIES", 0))):
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
 
     from api import logging_setup
     logging_setup.configure(settings.env_str("LOG_LEVEL", "INFO"))

@@ -71,7 +71,7 @@ def counter_key(scope: str, dimension: str, value: str) -> str:
 
 
 def client_ip() -> str:
-    # remote_addr is the peer; behind a reverse proxy the app must be wrapped in werkzeug's ProxyFix
+    # the peer, or behind TRUSTED_PROXIES reverse proxies the client they name (ProxyFix, see create_app)
     return request.remote_addr or "unknown"
 
 

@@ -209,6 +209,20 @@ def test_person_logins_are_limited_per_ip_and_the_window_ends(client, zhang, mon
     assert client.post(LOGIN, json={"channel": "wechat", "code": "c0"}).status_code == 200
 
 
+def test_the_client_address_comes_from_x_forwarded_for_only_behind_trusted_proxies(client, zhang):
+    forged = {"X-Forwarded-For": "10.9.9.9"}
+    client.post(LOGIN, json={"channel": "wechat", "code": "c0"}, headers=forged)
+    assert redis_client().exists(ratelimit.counter_key("login", "ip", "127.0.0.1"))  # the peer, not the header
+    assert not redis_client().exists(ratelimit.counter_key("login", "ip", "10.9.9.9"))
+
+    from api import create_app
+    proxied = create_app({"TRUSTED_PROXIES": 1, "SQLALCHEMY_DATABASE_URI": client.application.config[
+        "SQLALCHEMY_DATABASE_URI"], "REDIS_URL": client.application.config["REDIS_URL"]})
+    with proxied.test_client() as behind_nginx:
+        behind_nginx.post(LOGIN, json={"channel": "wechat", "code": "c0"}, headers=forged)
+    assert redis_client().exists(ratelimit.counter_key("login", "ip", "10.9.9.9"))
+
+
 def test_person_login_attempts_are_limited_per_channel_account(client, zhang):
     for _ in range(10):
         assert first_login(client, zhang, name="王五").status_code == 401
