@@ -2,6 +2,7 @@
 import logging
 
 from flask import jsonify
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from api.messages import MESSAGES, message
@@ -103,6 +104,12 @@ def register_error_handlers(app) -> None:
             return _api_error(ApiError("MALFORMED_JSON", 400))
         code = _HTTP_CODES.get(err.code or 500, "INTERNAL_ERROR")
         return _api_error(ApiError(code, err.code or 500))
+
+    @app.errorhandler(OperationalError)
+    def _database_unavailable(err: OperationalError):
+        # the database is away or, on SQLite, its writers' lock was not free within the busy timeout
+        log.warning("database unavailable: %s", type(err.orig).__name__ if err.orig else err)
+        return _api_error(ApiError("SERVICE_UNAVAILABLE", 503, headers={"Retry-After": "5"}))
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):

@@ -1,5 +1,6 @@
 """Shared extension objects, each init_app'ed by create_app."""
 import fcntl
+import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -9,6 +10,7 @@ from flask_migrate import Migrate
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase
 
 
@@ -28,6 +30,7 @@ smorest = Api()
 
 
 _writing: ContextVar[bool] = ContextVar("writing", default=False)
+SQLITE_BUSY_SECONDS = 30
 
 
 @contextmanager
@@ -55,20 +58,29 @@ def writing():
 def _sqlite_writers_queue():
     """SQLite writers of every process queue on an flock beside the database file before BEGIN IMMEDIATE.
 
-    SQLite's own busy handler polls with sleeps of up to 100 ms, so a writer that finds the lock taken often waits
-    far longer than the transaction it waits for; the kernel wakes an flock waiter as soon as it is free. Each
-    block opens its own descriptor, so threads of one process queue too; a dead holder's lock is freed by the
-    kernel. SQLite's lock still decides: a writer that bypasses this queue only waits the slow way.
+    SQLite's own busy handler sleeps up to 100 ms between tries, so a writer that finds the lock taken often waits
+    far longer than the transaction it waits for; this queue tries again every millisecond at most, and gives up
+    after the same 30 s as SQLite's busy timeout. Each block opens its own descriptor, so threads of one process
+    queue too; a dead holder's lock is freed by the kernel. SQLite's lock still decides: a writer that bypasses
+    this queue only waits the slow way.
     """
     path = current_app.extensions.get("sqlite_writers_lock")
     if path is None:
         yield
         return
     with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        deadline, pause = time.monotonic() + SQLITE_BUSY_SECONDS, 0.0001
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise OperationalError("waiting for the SQLite writers' lock", None,
+                                           TimeoutError("database is locked")) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.001)
         yield  # closing the file releases the lock
-
-
 
 
 def configure_sqlite(engine) -> None:
@@ -88,7 +100,7 @@ def configure_sqlite(engine) -> None:
         dbapi_connection.isolation_level = None  # let us emit BEGIN ourselves
         cur = dbapi_connection.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()

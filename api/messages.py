@@ -14,6 +14,7 @@ MESSAGES: dict[str, str] = {
     "UNSUPPORTED_MEDIA_TYPE": "文件格式不支持，请上传 JPG、PNG 或 PDF 文件",
     "RATE_LIMITED": "操作过于频繁，请稍后再试",
     "INTERNAL_ERROR": "系统繁忙，请稍后再试",
+    "SERVICE_UNAVAILABLE": "系统繁忙，请稍后再试",
     "IDEMPOTENCY_KEY_REUSED": "同一请求编号已用于不同的内容，请勿重复提交",
     # identity and login
     "INVALID_ID_NUMBER": "身份证号码不正确，请核对后重新输入",

@@ -246,3 +246,20 @@ def test_rate_rules_parse():
     assert ratelimit.parse_rule("5/10s") == ratelimit.Rule(5, 10)
     with pytest.raises(ValueError):
         ratelimit.parse_rule("ten per minute")
+
+
+def test_a_write_that_cannot_get_the_sqlite_lock_in_time_answers_503_and_writes_nothing(client, zhang, monkeypatch):
+    import fcntl
+
+    from api import extensions
+    path = client.application.extensions.get("sqlite_writers_lock")
+    if path is None:
+        pytest.skip("the writers' flock exists on SQLite only; PostgreSQL locks rows")
+    monkeypatch.setattr(extensions, "SQLITE_BUSY_SECONDS", 0.3)
+    with open(path, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another process's write transaction that does not end
+        r = first_login(client, zhang)
+    assert_error(r, 503, "SERVICE_UNAVAILABLE")
+    assert r.headers["Retry-After"] == "5" and r.json["error"]["message"] == "系统繁忙，请稍后再试"
+    assert db.session.query(ChannelAccount).count() == 0
+    assert first_login(client, zhang).status_code == 200  # the lock free again: the same request goes through
