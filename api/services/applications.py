@@ -54,7 +54,7 @@ class RuleContext:
 
     def __init__(self, pairs: list[tuple[Person, Person]]):
         people = {p.id: p for pair in pairs for p in pair}
-        lock_people(people)
+        lock_people(list(people))
         self.policies = policies_of({p.region_code for p in people.values()})
         authorizers, beneficiaries = {a.id for a, _ in pairs}, {b.id for _, b in pairs}
         pending = select(literal("application"), Application.id, Application.authorizer_id,
