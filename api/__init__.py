@@ -39,12 +39,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     from api import logging_setup
     logging_setup.configure(settings.env_str("LOG_LEVEL", "INFO"))
 
-    from api.extensions import configure_sqlite, db, migrate, smorest
+    from api.extensions import configure_engine, db, migrate, smorest
     from api import models  # noqa: F401  (registers the tables)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(settings.ROOT / "migrations"))
     with app.app_context():
-        configure_sqlite(db.engine)
+        configure_engine(db.engine)
     from api.schemas import ErrorBody
     smorest.ERROR_SCHEMA = ErrorBody  # document our error body, not flask-smorest's
     smorest.init_app(app)

@@ -107,7 +107,7 @@ def register_error_handlers(app) -> None:
 
     @app.errorhandler(OperationalError)
     def _database_unavailable(err: OperationalError):
-        # the database is away or, on SQLite, its writers' lock was not free within the busy timeout
+        # the database is away, or a lock was not free within LOCK_WAIT_SECONDS
         log.warning("database unavailable: %s", type(err.orig).__name__ if err.orig else err)
         return _api_error(ApiError("SERVICE_UNAVAILABLE", 503, headers={"Retry-After": "5"}))
 

@@ -30,7 +30,7 @@ smorest = Api()
 
 
 _writing: ContextVar[bool] = ContextVar("writing", default=False)
-SQLITE_BUSY_SECONDS = 30
+LOCK_WAIT_SECONDS = 30  # the longest a statement waits for a lock (then 503, see api.errors)
 
 
 @contextmanager
@@ -60,7 +60,7 @@ def _sqlite_writers_queue():
 
     SQLite's own busy handler sleeps up to 100 ms between tries, so a writer that finds the lock taken often waits
     far longer than the transaction it waits for; this queue tries again every millisecond at most, and gives up
-    after the same 30 s as SQLite's busy timeout. Each block opens its own descriptor, so threads of one process
+    after LOCK_WAIT_SECONDS, as SQLite's busy timeout does. Each block opens its own descriptor, so threads of one process
     queue too; a dead holder's lock is freed by the kernel. SQLite's lock still decides: a writer that bypasses
     this queue only waits the slow way.
     """
@@ -69,7 +69,7 @@ def _sqlite_writers_queue():
         yield
         return
     with open(path, "a") as handle:
-        deadline, pause = time.monotonic() + SQLITE_BUSY_SECONDS, 0.0001
+        deadline, pause = time.monotonic() + LOCK_WAIT_SECONDS, 0.0001
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -83,14 +83,24 @@ def _sqlite_writers_queue():
         yield  # closing the file releases the lock
 
 
-def configure_sqlite(engine) -> None:
+def configure_engine(engine) -> None:
+    """Waits for locks are bounded (LOCK_WAIT_SECONDS) on both databases; SQLite is set up for several processes."""
+    if engine.dialect.name == "postgresql":
+        @event.listens_for(engine, "connect")
+        def _lock_timeout(dbapi_connection, _record):
+            with dbapi_connection.cursor() as cur:
+                cur.execute(f"SET lock_timeout = {int(LOCK_WAIT_SECONDS * 1000)}")
+            dbapi_connection.commit()
+    elif engine.dialect.name == "sqlite":
+        _configure_sqlite(engine)
+
+
+def _configure_sqlite(engine) -> None:
     """SQLite for several processes: WAL, a busy timeout, and write transactions begun IMMEDIATE.
 
     Readers never block writers under WAL; writers queue for the lock at BEGIN (`writing()`), following
     SQLAlchemy's documented recipe for pysqlite transactions.
     """
-    if engine.dialect.name != "sqlite":
-        return
     database = engine.url.database
     if database and database != ":memory:" and not database.startswith("file:"):
         current_app.extensions["sqlite_writers_lock"] = database + "-writers.lock"
@@ -100,7 +110,7 @@ def configure_sqlite(engine) -> None:
         dbapi_connection.isolation_level = None  # let us emit BEGIN ourselves
         cur = dbapi_connection.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
+        cur.execute(f"PRAGMA busy_timeout={int(LOCK_WAIT_SECONDS * 1000)}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()

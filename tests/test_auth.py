@@ -248,18 +248,32 @@ def test_rate_rules_parse():
         ratelimit.parse_rule("ten per minute")
 
 
-def test_a_write_that_cannot_get_the_sqlite_lock_in_time_answers_503_and_writes_nothing(client, zhang, monkeypatch):
+def test_a_write_that_cannot_get_its_lock_in_time_answers_503_and_writes_nothing(client, zhang, monkeypatch):
+    """SQLite: another process holds the writers' lock. PostgreSQL: another transaction holds the person's row,
+    which the new channel account's foreign key must share."""
     import fcntl
 
+    from sqlalchemy import text
+
     from api import extensions
-    path = client.application.extensions.get("sqlite_writers_lock")
-    if path is None:
-        pytest.skip("the writers' flock exists on SQLite only; PostgreSQL locks rows")
-    monkeypatch.setattr(extensions, "SQLITE_BUSY_SECONDS", 0.3)
-    with open(path, "a") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)  # another process's write transaction that does not end
-        r = first_login(client, zhang)
-    assert_error(r, 503, "SERVICE_UNAVAILABLE")
-    assert r.headers["Retry-After"] == "5" and r.json["error"]["message"] == "系统繁忙，请稍后再试"
-    assert db.session.query(ChannelAccount).count() == 0
-    assert first_login(client, zhang).status_code == 200  # the lock free again: the same request goes through
+    monkeypatch.setattr(extensions, "LOCK_WAIT_SECONDS", 0.3)
+    db.engine.dispose()  # new connections take the short wait
+    db.session.commit()
+    try:
+        with db.engine.connect() as other:
+            if path := client.application.extensions.get("sqlite_writers_lock"):
+                held = open(path, "a")
+                fcntl.flock(held, fcntl.LOCK_EX)
+            else:
+                other.execute(text("SELECT id FROM persons WHERE id = :id FOR UPDATE"), {"id": zhang.id})
+            r = first_login(client, zhang)
+            if path:
+                held.close()
+            other.rollback()
+        assert_error(r, 503, "SERVICE_UNAVAILABLE")
+        assert r.headers["Retry-After"] == "5" and r.json["error"]["message"] == "系统繁忙，请稍后再试"
+        assert db.session.query(ChannelAccount).count() == 0
+        assert first_login(client, zhang).status_code == 200  # the lock free again: the same request goes through
+    finally:
+        monkeypatch.undo()
+        db.engine.dispose()
