@@ -7,6 +7,7 @@ them (`api.services.applications.lock_people`). Real HTTP requests, one thread e
 import datetime as dt
 import threading
 
+from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from api.extensions import db
@@ -34,7 +35,8 @@ def race(app, requests: list[tuple[dict, dict]]) -> list:
     results = [None] * len(requests)
 
     def send(n, headers, body):
-        client = app.test_client()  # each request has its own app context, session and connection
+        client = FlaskClient(app, app.response_class)  # the plain client: each request has its own app context,
+        # session and connection (the `client` fixture's commits the test's session around each request)
         barrier.wait()
         r = client.post(URL, json=body, headers=headers)
         results[n] = (r.status_code, (r.json.get("error") or {}).get("code"))
