@@ -85,6 +85,25 @@ def validation_error(messages) -> ApiError:
     return ApiError("INVALID_INPUT", 400)
 
 
+# PostgreSQL SQLSTATEs of a database that is busy or away rather than broken: lock not available (lock_timeout),
+# deadlock, serialization failure, shutting down / starting up, and the connection exception class 08.
+_UNAVAILABLE_SQLSTATES = ("55P03", "40P01", "40001", "57P01", "57P02", "57P03", "08")
+
+
+def database_unavailable(err: OperationalError) -> bool:
+    """Would the same request succeed in a moment? (A lock that was not free in time, a lost connection.)"""
+    orig = err.orig
+    if err.connection_invalidated or isinstance(orig, TimeoutError):  # TimeoutError: the SQLite writers' queue
+        return True
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate:
+        return sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+    if type(orig).__module__.startswith("psycopg"):
+        return True  # no SQLSTATE: the server could not be reached
+    text = str(orig).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
 def register_error_handlers(app) -> None:
     @app.errorhandler(ApiError)
     def _api_error(err: ApiError):
@@ -106,9 +125,10 @@ def register_error_handlers(app) -> None:
         return _api_error(ApiError(code, err.code or 500))
 
     @app.errorhandler(OperationalError)
-    def _database_unavailable(err: OperationalError):
-        # the database is away, or a lock was not free within LOCK_WAIT_SECONDS
-        log.warning("database unavailable: %s", type(err.orig).__name__ if err.orig else err)
+    def _database_error(err: OperationalError):
+        if not database_unavailable(err):
+            return _unexpected(err)  # a real fault (schema drift, a full disk…): logged with its traceback
+        log.warning("database unavailable: %s: %s", type(err.orig).__name__, str(err.orig).splitlines()[0][:200])
         return _api_error(ApiError("SERVICE_UNAVAILABLE", 503, headers={"Retry-After": "5"}))
 
     @app.errorhandler(Exception)

@@ -1,5 +1,6 @@
 """Shared extension objects, each init_app'ed by create_app."""
 import fcntl
+import os
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -103,7 +104,7 @@ def _configure_sqlite(engine) -> None:
     """
     database = engine.url.database
     if database and database != ":memory:" and not database.startswith("file:"):
-        current_app.extensions["sqlite_writers_lock"] = database + "-writers.lock"
+        current_app.extensions["sqlite_writers_lock"] = os.path.abspath(database) + "-writers.lock"
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection, _record):

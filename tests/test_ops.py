@@ -60,3 +60,26 @@ def test_docs_page_and_openapi_list_the_public_paths(client):
     for path in ("/api/v1/bindings/applications", "/api/v1/bindings/{binding_id}/revoke",
                  "/api/v1/staff/reviews", "/api/v1/notifications"):
         assert path in paths, path
+
+
+def test_only_a_busy_or_unreachable_database_is_a_503():
+    import sqlite3
+
+    import psycopg
+    from psycopg import errors as pg
+    from sqlalchemy.exc import OperationalError
+
+    from api.errors import database_unavailable
+
+    def wrapped(orig):
+        return OperationalError("SELECT 1", {}, orig)
+
+    assert database_unavailable(wrapped(sqlite3.OperationalError("database is locked")))
+    assert database_unavailable(wrapped(TimeoutError("database is locked")))  # the SQLite writers' queue
+    assert database_unavailable(wrapped(pg.LockNotAvailable("canceling statement due to lock timeout")))
+    assert database_unavailable(wrapped(pg.DeadlockDetected("deadlock detected")))
+    assert database_unavailable(wrapped(psycopg.OperationalError("connection failed: Connection refused")))
+    # real faults keep their 500 and their traceback in the log
+    assert not database_unavailable(wrapped(sqlite3.OperationalError("no such table: persons")))
+    assert not database_unavailable(wrapped(sqlite3.OperationalError("database or disk is full")))
+    assert not database_unavailable(wrapped(pg.DiskFull("could not extend file")))

@@ -67,6 +67,27 @@ def test_a_fault_in_one_application_releases_it_and_spares_the_others(client, mo
     assert_exactly_once(ids)
 
 
+def test_a_fault_that_aborts_the_batch_transaction_is_retried_one_by_one(client, monkeypatch):
+    ids = submit(client, 3)
+    broken = ids[1]
+    real = applications._announce
+
+    def announce(app, status, *args, **kwargs):
+        if app.id == broken:
+            raise RuntimeError("template service down")  # after the decision's update: the transaction is lost
+        return real(app, status, *args, **kwargs)
+
+    monkeypatch.setattr(applications, "_announce", announce)
+    assert run_job(ids[0]) == "approved"
+
+    s = fresh()
+    assert [s.get(Application, i).status for i in ids] == ["approved", "reviewing", "approved"]
+    assert s.get(Application, broken).lease_until <= utcnow() and s.get(Application, broken).binding_id is None
+    monkeypatch.setattr(applications, "_announce", real)
+    assert run_job(broken) == "approved"
+    assert_exactly_once(ids)
+
+
 def test_the_job_of_a_faulty_application_fails_so_that_rq_retries_it(client, monkeypatch):
     ids = submit(client, 2)
     real = applications._outcome

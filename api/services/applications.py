@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 from flask import g
+from rq.timeouts import BaseTimeoutException
 from sqlalchemy import insert, literal, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, selectinload
@@ -109,7 +110,6 @@ def _refusal_for(authorizer: Person, beneficiary: Person | None, relation: str,
         app_policy = policy_for(authorizer.region_code)
         return policy.application_refusal(app_policy, facts_of(authorizer), None, relation, [], [])
     context = RuleContext([(authorizer, beneficiary)])
-    context.policy_of(authorizer)
     if duplicates_conflict and authorizer.id != beneficiary.id and (code := context.duplicate(authorizer, beneficiary)):
         raise ApiError(code, 409)
     return context.refusal(authorizer, beneficiary, relation, exclude_application)
@@ -259,11 +259,32 @@ def review(application_id: str) -> str | None:
 
 
 def _review_claimed(batch: list[str]) -> dict[str, str | Exception | None]:
-    """Decides the claimed applications in one transaction, reading what the rules need for all of them at once.
+    """Decides the claimed applications in one transaction; should that transaction fail, each in one of its own,
+    so that one application's fault does not hold up the others. One whose review fails is released (its lease
+    ends now, so that a retry or the sweeper takes it again); one withdrawn meanwhile is left alone (None)."""
+    try:
+        return _decide_batch(batch)
+    except BaseTimeoutException:
+        raise
+    except Exception:
+        if len(batch) == 1:
+            raise
+        log.exception("the transaction of a batch of %d reviews failed; deciding them one by one", len(batch))
+    outcomes: dict[str, str | Exception | None] = {}
+    for app_id in batch:
+        try:
+            outcomes.update(_decide_batch([app_id]))
+        except BaseTimeoutException:
+            raise
+        except Exception as exc:  # noqa: BLE001 - released for a retry; the others go on
+            log.exception("review of %s failed; released for a retry", app_id)
+            outcomes[app_id] = exc
+            _release([app_id])
+    return outcomes
 
-    An application whose review raises is released (its lease ends now, so that a retry or the sweeper takes it
-    again) without stopping the others; one withdrawn meanwhile is left alone (None).
-    """
+
+def _decide_batch(batch: list[str]) -> dict[str, str | Exception | None]:
+    """One transaction: reads what the rules need for all the applications at once, then decides each."""
     outcomes: dict[str, str | Exception | None] = dict.fromkeys(batch)
     with unit_of_work():
         apps = db.session.scalars(
@@ -279,6 +300,8 @@ def _review_claimed(batch: list[str]) -> dict[str, str | Exception | None]:
         for app in apps:
             try:
                 outcome = _outcome(app, context, kinship)
+            except BaseTimeoutException:
+                raise
             except Exception as exc:  # noqa: BLE001 - one application's fault must not stop the batch
                 log.exception("review of %s failed; released for a retry", app.id)
                 outcomes[app.id] = exc
@@ -314,12 +337,14 @@ def _kinship_records(apps: list[Application]) -> list[tuple[str, str, str]]:
 
 
 def lock_people(person_ids) -> None:
-    """On PostgreSQL, locks the people's rows (in id order, so that two transactions cannot deadlock) until the
-    commit: decisions about the same people take turns, so the caps of R3 and R5 hold under concurrency.
-    SQLite needs nothing: its writers already take turns."""
+    """On PostgreSQL, locks the people's rows until the commit (in id order, so that two transactions cannot
+    deadlock) and reloads them: decisions about the same people take turns and read what is true now, so the
+    rules (and the caps of R3 and R5) hold under concurrency. FOR NO KEY UPDATE, so that rows merely pointing at a
+    person (a channel account, a notification, a settlement) are not held up. SQLite needs nothing: its writers
+    already take turns."""
     if db.session.get_bind().dialect.name != "sqlite" and person_ids:
-        db.session.execute(select(Person.id).where(Person.id.in_(person_ids))
-                           .order_by(Person.id).with_for_update())
+        db.session.scalars(select(Person).where(Person.id.in_(person_ids)).order_by(Person.id)
+                           .with_for_update(key_share=True).execution_options(populate_existing=True)).all()
 
 
 def _release(batch: list[str]) -> None:
@@ -409,13 +434,18 @@ def decide_manually(staff: StaffUser, application_id: str, decision: str, reason
     if app.status != "manual_review":
         raise ApiError("APPLICATION_NOT_PENDING", 409)
     actor = f"staff:{staff.username}"
-    if decision == "approve":
-        code = _refusal_for(app.authorizer, app.beneficiary, app.relation, exclude_application=app.id)
-        if code:
-            raise Refusal(code)
-        _decide(app, "approved", actor, None, "manual_review", reason or None)
-    else:
-        _decide(app, "rejected", actor, "KINSHIP_NOT_CONFIRMED", "manual_review", reason)
+    try:
+        if decision == "approve":
+            code = _refusal_for(app.authorizer, app.beneficiary, app.relation, exclude_application=app.id)
+            if code:
+                raise Refusal(code)
+            _decide(app, "approved", actor, None, "manual_review", reason or None)
+        else:
+            _decide(app, "rejected", actor, "KINSHIP_NOT_CONFIRMED", "manual_review", reason)
+    except ApiError as exc:
+        if exc.code == "CONFLICT":  # expired or decided by another reviewer meanwhile
+            raise ApiError("APPLICATION_NOT_PENDING", 409) from None
+        raise
     from api.services.audit import record
     record(actor, f"review_{decision}", app.id, {"reason": reason})
     return app

@@ -5,6 +5,7 @@ import datetime as dt
 import logging
 
 from flask import g
+from rq.timeouts import BaseTimeoutException
 from sqlalchemy import insert, select, update
 
 from api.errors import not_found
@@ -72,6 +73,8 @@ def deliver_pending_of_applications(application_ids: list[str]) -> None:
     try:
         statuses = deliver_many(application_ids=application_ids)
         retry = [nid for nid, status in statuses.items() if status == "retry"]
+    except BaseTimeoutException:  # the job's time is up: RQ, not this handler, decides what happens
+        raise
     except Exception:
         db.session.rollback()
         log.exception("delivery for applications %s failed; queued", application_ids)
