@@ -48,6 +48,9 @@ MESSAGES: dict[str, str] = {
     "DUPLICATE_APPLICATION": "已有一份正在办理中的申请，请勿重复提交",
     # R4 proof
     "KINSHIP_NOT_CONFIRMED": "未能在户籍或婚姻登记信息中核实亲属关系，且未上传关系证明材料",
+    "PROOF_UNDER_REVIEW": "户籍或婚姻登记信息中未能核实亲属关系，已转人工审核您上传的关系证明材料",
+    "MANUAL_REVIEW_REQUIRED": "本地区的家庭共济申请须经人工审核",
+    "REJECTED_BY_REVIEWER": "经人工审核，申请未通过",
     "MATERIAL_NOT_FOUND": "上传的材料不存在或已失效",
     # R7–R10 settlement
     "OUT_OF_SCOPE": "共济资金不能在该地区使用",

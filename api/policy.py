@@ -280,11 +280,11 @@ def review_outcome(policy: Policy, kinship_confirmed: bool, material_kinds: set[
     if kinship_confirmed and "registry" in policy.proof:
         if policy.review == "auto":
             return ReviewOutcome("approved")
-        return ReviewOutcome("manual_review")
+        return ReviewOutcome("manual_review", "MANUAL_REVIEW_REQUIRED")
     has_proof = ("materials" in policy.proof and bool(material_kinds & PROOF_KINDS)) or \
                 ("commitment" in policy.proof and "commitment_letter" in material_kinds)
     if has_proof:
-        return ReviewOutcome("manual_review", "KINSHIP_NOT_CONFIRMED")
+        return ReviewOutcome("manual_review", "PROOF_UNDER_REVIEW")
     return ReviewOutcome("rejected", "KINSHIP_NOT_CONFIRMED")
 
 

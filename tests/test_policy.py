@@ -290,16 +290,16 @@ REVIEW_CASES = [
     ("31", True, set(), "approved", None),
     ("33", True, set(), "approved", None),
     ("37", True, {"id_card", "insurance_card"}, "approved", None),
-    ("14", True, set(), "manual_review", None),
-    ("14", True, {"household_register"}, "manual_review", None),
-    *[(r, False, {"household_register"}, "manual_review", "KINSHIP_NOT_CONFIRMED") for r in ALL_REGIONS],
-    *[(r, False, {"marriage_certificate", "id_card"}, "manual_review", "KINSHIP_NOT_CONFIRMED")
+    ("14", True, set(), "manual_review", "MANUAL_REVIEW_REQUIRED"),
+    ("14", True, {"household_register"}, "manual_review", "MANUAL_REVIEW_REQUIRED"),
+    *[(r, False, {"household_register"}, "manual_review", "PROOF_UNDER_REVIEW") for r in ALL_REGIONS],
+    *[(r, False, {"marriage_certificate", "id_card"}, "manual_review", "PROOF_UNDER_REVIEW")
       for r in ALL_REGIONS],
-    *[(r, False, {"birth_certificate"}, "manual_review", "KINSHIP_NOT_CONFIRMED") for r in ALL_REGIONS],
+    *[(r, False, {"birth_certificate"}, "manual_review", "PROOF_UNDER_REVIEW") for r in ALL_REGIONS],
     # 承诺制 only where the policy accepts a commitment letter
-    ("44", False, {"commitment_letter"}, "manual_review", "KINSHIP_NOT_CONFIRMED"),
-    ("33", False, {"commitment_letter"}, "manual_review", "KINSHIP_NOT_CONFIRMED"),
-    ("37", False, {"commitment_letter"}, "manual_review", "KINSHIP_NOT_CONFIRMED"),
+    ("44", False, {"commitment_letter"}, "manual_review", "PROOF_UNDER_REVIEW"),
+    ("33", False, {"commitment_letter"}, "manual_review", "PROOF_UNDER_REVIEW"),
+    ("37", False, {"commitment_letter"}, "manual_review", "PROOF_UNDER_REVIEW"),
     ("31", False, {"commitment_letter"}, "rejected", "KINSHIP_NOT_CONFIRMED"),
     ("14", False, {"commitment_letter"}, "rejected", "KINSHIP_NOT_CONFIRMED"),
     # identity documents alone prove no relation

@@ -441,7 +441,7 @@ def decide_manually(staff: StaffUser, application_id: str, decision: str, reason
                 raise Refusal(code)
             _decide(app, "approved", actor, None, "manual_review", reason or None)
         else:
-            _decide(app, "rejected", actor, "KINSHIP_NOT_CONFIRMED", "manual_review", reason)
+            _decide(app, "rejected", actor, "REJECTED_BY_REVIEWER", "manual_review", reason)
     except ApiError as exc:
         if exc.code == "CONFLICT":  # expired or decided by another reviewer meanwhile
             raise ApiError("APPLICATION_NOT_PENDING", 409) from None
