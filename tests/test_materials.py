@@ -4,6 +4,7 @@ import io
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from api.errors import ApiError
 from api.extensions import db
@@ -121,3 +122,31 @@ def test_owned_materials_for_the_application_service(client, owner):
             owned_materials(owner, ids)
         assert (caught.value.code, caught.value.status, caught.value.field) == \
             ("MATERIAL_NOT_FOUND", 422, "material_ids")
+
+
+def test_a_reviewer_reads_the_proof_attached_to_an_application_and_only_that(client, owner):
+    from api.models import Application, AuditEvent
+    from tests.lifecycle_helpers import run_worker, staff_headers
+    child = factories.person("王小军", insurance_type="resident", balance_fen=None, region_code=owner.region_code)
+    attached, private = upload(client, owner, PNG).json["id"], upload(client, owner, JPEG).json["id"]
+    r = client.post("/api/v1/bindings/applications", headers=person_headers(owner), json={
+        "beneficiary_name": child.name, "beneficiary_id_number": child.id_number, "relation": "child",
+        "material_ids": [attached]})
+    assert r.status_code == 202, r.json
+    run_worker()  # the registry has no record of them: the proof goes to a reviewer
+    detail = client.get(f"/api/v1/bindings/applications/{r.json['id']}", headers=person_headers(owner)).json
+    assert detail["status"] == "manual_review" and detail["reason_code"] == "PROOF_UNDER_REVIEW"
+    assert "人工审核" in detail["reason"] and "未上传" not in detail["reason"]
+
+    reviewer = staff_headers()
+    got = client.get(f"/api/v1/staff/materials/{attached}", headers=reviewer)
+    assert got.status_code == 200 and got.data == PNG and got.mimetype == "image/png"
+    assert got.headers["Cache-Control"] == "private, no-store"
+    audit = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "material_read")).all()
+    assert [(a.actor, a.target) for a in audit] == [("staff:reviewer1", attached)]
+    # a material attached to no application stays its owner's; a clerk is not a reviewer; a person is not staff
+    assert_error(client.get(f"/api/v1/staff/materials/{private}", headers=reviewer), 404, "NOT_FOUND")
+    assert_error(client.get(f"/api/v1/staff/materials/{attached}", headers=staff_headers("clerk1", ("clerk",))),
+                 403, "FORBIDDEN")
+    assert client.get(f"/api/v1/staff/materials/{attached}", headers=person_headers(owner)).status_code == 401
+    assert db.session.get(Application, r.json["id"]).status == "manual_review"  # reading decides nothing

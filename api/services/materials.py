@@ -1,4 +1,4 @@
-"""申请材料: uploads judged by their content, stored under UPLOAD_DIR with random names, readable by their owner only."""
+"""申请材料: uploads judged by their content, stored under UPLOAD_DIR with random names, readable by their owner and, once attached to an application, by its reviewers."""
 from __future__ import annotations
 
 import hashlib
@@ -14,7 +14,7 @@ from sqlalchemy import select
 from api import policy
 from api.errors import ApiError
 from api.extensions import db
-from api.models import Material, Person, StaffUser
+from api.models import Material, Person, StaffUser, application_materials
 from api.services.tx import unit_of_work
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,26 @@ def owned_material(owner: Person | StaffUser, material_id: str) -> Material:
 
 def owned_file(owner: Person | StaffUser, material_id: str) -> tuple[Material, Path]:
     """The owner's material and its file; a file lost from the disk answers 404 too (and is logged)."""
-    material = owned_material(owner, material_id)
+    return material_file(owned_material(owner, material_id))
+
+
+def file_for_review(reviewer: StaffUser, material_id: str) -> tuple[Material, Path]:
+    """A proof attached to an application, for the reviewer who decides it (审核员); each reading is audited.
+    A material attached to no application stays its owner's alone (404, like a missing one)."""
+    from api.services.audit import record
+    material = db.session.scalar(select(Material).where(
+        Material.id == str(material_id)[:64],
+        Material.id.in_(select(application_materials.c.material_id))))
+    if material is None:
+        raise ApiError("NOT_FOUND", 404)
+    found = material_file(material)
+    with unit_of_work():
+        record(f"staff:{reviewer.username}", "material_read", material.id)
+    return found
+
+
+def material_file(material: Material) -> tuple[Material, Path]:
+    """The material's file on disk; one lost from the disk answers 404 too (and is logged)."""
     path = path_of(material)
     if not path.is_file():
         log.error("material %s: file %s is missing from UPLOAD_DIR", material.id, material.storage_name)

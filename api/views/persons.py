@@ -99,7 +99,11 @@ def upload_material(data):
 @blp.alt_response(404, schema=ErrorBody, description="NOT_FOUND：不存在，或不是本人上传的材料")
 def download_material(material_id):
     """本人上传的材料原件; another person's material answers 404 like a missing one."""
-    material, path = materials.owned_file(current_person(), material_id)
+    return send_material(*materials.owned_file(current_person(), material_id))
+
+
+def send_material(material, path):
+    """The stored file as its sniffed type, never cached, never re-sniffed by the browser."""
     response = send_file(path, mimetype=material.content_type, conditional=False,
                          download_name=f"{material.id}.{materials.EXTENSIONS[material.content_type]}")
     response.headers["Cache-Control"] = "private, no-store"

@@ -5,9 +5,10 @@ from marshmallow import Schema, fields, validate
 from api.auth import current_staff, staff_required
 from api.masking import mask_id, mask_name
 from api.pagination import PageArgs, paginate
-from api.services import applications
+from api.services import applications, materials
 from api.timefmt import local_iso
 from api.views.bindings import dump_application
+from api.views.persons import send_material
 
 blp = Blueprint("staff", __name__, url_prefix="/api/v1/staff", description="窗口经办与人工审核")
 
@@ -47,3 +48,13 @@ def decide(data, application_id):
     """审核员作出决定: approve | reject (a rejection needs a reason)."""
     app = applications.decide_manually(current_staff(), application_id, data["decision"], data["reason"].strip())
     return dump_review(app)
+
+
+@blp.route("/materials/<material_id>")
+@staff_required("reviewer")
+@blp.doc(security=BEARER)
+@blp.response(200, content_type="application/octet-stream",
+              description="the file, as image/jpeg, image/png or application/pdf")
+def review_material(material_id):
+    """审核员查看申请所附的证明材料 (audited); a material attached to no application answers 404."""
+    return send_material(*materials.file_for_review(current_staff(), material_id))
