@@ -208,6 +208,8 @@ class Application(db.Model):
     # submitted | reviewing | manual_review | approved | rejected | withdrawn | expired
     status: Mapped[str] = mapped_column(String(16), index=True, default="submitted")
     lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # a reviewing worker's claim
+    # while in manual_review: the policy's deadline (审核时限), after which the sweeper expires it
+    review_due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
     review_attempts: Mapped[int] = mapped_column(Integer, default=0)
     reason_code: Mapped[str | None] = mapped_column(String(40))
     binding_id: Mapped[str | None] = mapped_column(String(32))

@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from api.extensions import db
 from api.models import Application, Binding, Delivery, Notification
+from api.timefmt import SHANGHAI
 from tests import factories
 from tests.lifecycle_helpers import person_headers, run_worker, staff_headers
 
@@ -252,8 +253,17 @@ def test_manual_review_not_decided_in_time_expires(client, family):
     app = applications.submit(family.husband, {"beneficiary_name": sibling.name,
                                                "beneficiary_id_number": sibling.id_number, "relation": "sibling"},
                               "wechat", materials=[material])
+    before = dt.datetime.now(dt.timezone.utc)
     run_worker()
-    assert db.session.get(Application, app.id).status == "manual_review"
+    waiting = db.session.get(Application, app.id)
+    assert waiting.status == "manual_review"
+    assert before + dt.timedelta(days=5) <= waiting.review_due_at <= dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=5)
+    detail = client.get(f"{URL}/{app.id}", headers=person_headers(family.husband)).json
+    assert detail["review_due_at"] == waiting.review_due_at.astimezone(SHANGHAI).isoformat(timespec="seconds")
+    told = db.session.scalars(select(Notification.body).where(Notification.application_id == app.id,
+                                                              Notification.kind == "application_manual_review")).all()
+    due_day = f"{waiting.review_due_at.astimezone(SHANGHAI):%Y年%m月%d日}"
+    assert len(told) == 2 and all(f"预计{due_day}前完成" in body for body in told)
     assert applications.expire_overdue(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=4)) == 0  # 44: 5 days
     assert applications.expire_overdue(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=6)) == 1
     db.session.rollback()

@@ -63,6 +63,7 @@ def dump_application(app, viewer_id: int, detail: bool = False) -> dict:
         "reason": None if app.reason_code is None else message(app.reason_code),
         "binding_id": app.binding_id,
         "created_at": local_iso(app.created_at), "decided_at": local_iso(app.decided_at),
+        "review_due_at": local_iso(app.review_due_at),
     }
     if detail:
         body["timeline"] = TimelineEntry(many=True).dump(app.events)
