@@ -11,6 +11,7 @@ from sqlalchemy import text
 _TMP = Path(tempfile.mkdtemp(prefix="gj-test-"))
 os.environ["INSTANCE_PATH"] = str(_TMP / "instance")
 os.environ.setdefault("SECRET_KEY", "test-secret-key")
+os.environ["SIMULATED_CHANNEL_FAULTS"] = "1"  # tests/test_faults.py makes channels fail (workers inherit it)
 if not os.environ.get("DATABASE_URL"):
     os.environ["DATABASE_URL"] = f"sqlite:///{_TMP / 'test.db'}"
 _EMBEDDED_REDIS = None

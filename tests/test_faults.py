@@ -153,6 +153,19 @@ def test_a_channel_failing_twice_is_retried_and_sends_once(client):
     assert_exactly_once(ids, binding_status="revoked")
 
 
+def test_without_simulated_faults_the_failure_counter_is_not_consulted(client, monkeypatch):
+    """`make run` leaves SIMULATED_CHANNEL_FAULTS off: the adapters then never ask Redis to fail."""
+    monkeypatch.setitem(client.application.config, "SIMULATED_CHANNEL_FAULTS", False)
+    ((husband, wife),) = couples(1, wechat_husbands=True)
+    redis_client().set("sim:fail:wechat", 5)
+    redis_client().set("sim:fail:sms", 5)
+    ids = submit_all(client, [(husband, wife)])
+    run_worker()
+    assert_exactly_once(ids)
+    assert {n.delivery_status for n in fresh().scalars(select(Notification))} == {"sent"}
+    assert int(redis_client().get("sim:fail:wechat")) == int(redis_client().get("sim:fail:sms")) == 5
+
+
 # --- 3. a job delivered twice ----------------------------------------------------------------------------------
 
 def test_a_job_delivered_twice_changes_nothing_twice(client):

@@ -1,10 +1,15 @@
 """What the simulated adapters share: failure injection through Redis, and recording the delivery."""
+from flask import current_app
+
 from api.extensions import redis_client
 from api.models import utcnow
 
 
 def fail_if_asked(channel: str) -> None:
-    """Tests make a channel fail N times by setting the Redis counter `sim:fail:<channel>` (shared by processes)."""
+    """With SIMULATED_CHANNEL_FAULTS on (the tests), a channel fails N times once the Redis counter
+    `sim:fail:<channel>` (shared by processes) is set to N. Off, as in `make run`, it costs no round trip."""
+    if not current_app.config["SIMULATED_CHANNEL_FAULTS"]:
+        return
     from api.notify import DeliveryFailed
     key = f"sim:fail:{channel}"
     if redis_client().exists(key) and redis_client().decr(key) >= 0:
