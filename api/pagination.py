@@ -20,10 +20,14 @@ def _encode(created_at: dt.datetime, row_id) -> str:
 
 
 def _decode(cursor: str):
+    """What `_encode` made, or 400: a cursor is opaque to clients, so anything else is a forged or broken one."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, row_id = json.loads(raw)
-        return dt.datetime.fromisoformat(at), row_id
+        at = dt.datetime.fromisoformat(at)
+        if at.tzinfo is None or not isinstance(row_id, str) or len(row_id) > 32:
+            raise ValueError("not a cursor of ours")
+        return at, row_id
     except (ValueError, TypeError):
         raise ApiError("INVALID_INPUT", 400, "cursor") from None
 
