@@ -33,8 +33,12 @@ def family(i: int):
     return father, mother, son
 
 
-def race(app, requests: list[tuple[dict, dict]]) -> list:
-    """Sends the requests at the same moment from threads of their own; returns (status, code) of each."""
+def _status_and_code(r):
+    return r.status_code, (r.json.get("error") or {}).get("code")
+
+
+def race(app, requests: list[tuple[dict, dict]], answer=_status_and_code) -> list:
+    """Sends the requests at the same moment from threads of their own; returns answer(response) of each."""
     barrier = threading.Barrier(len(requests))
     results = [None] * len(requests)
 
@@ -43,7 +47,7 @@ def race(app, requests: list[tuple[dict, dict]]) -> list:
         # session and connection (the `client` fixture's commits the test's session around each request)
         barrier.wait()
         r = client.post(URL, json=body, headers=headers)
-        results[n] = (r.status_code, (r.json.get("error") or {}).get("code"))
+        results[n] = answer(r)
 
     threads = [threading.Thread(target=send, args=(n, h, b)) for n, (h, b) in enumerate(requests)]
     for t in threads:
@@ -61,6 +65,22 @@ def test_two_parents_applying_at_once_for_the_same_child_get_one_application(cle
         body = {"beneficiary_name": son.name, "beneficiary_id_number": son.id_number, "relation": "child"}
         results = race(clean_app, [(person_headers(father), body), (person_headers(mother), body)])
         assert sorted(results, key=lambda r: r[0]) == [(202, None), (422, "AUTHORIZER_LIMIT")], results
+        db.session.rollback()
+        assert db.session.scalar(select(func.count()).select_from(Application)
+                                 .where(Application.beneficiary_id == son.id)) == 1
+
+
+def test_the_same_idempotency_key_sent_four_times_at_once_gets_the_first_answer_four_times(clean_app):
+    """The losers of the race are refused by the winner's work (a duplicate application): they replay its answer."""
+    factories.load_policies()
+    for i in range(ROUNDS // 2):
+        father, _, son = family(i)
+        db.session.commit()
+        headers = person_headers(father) | {"Idempotency-Key": f"tap-{i}"}
+        body = {"beneficiary_name": son.name, "beneficiary_id_number": son.id_number, "relation": "child"}
+        results = race(clean_app, [(headers, body)] * 4, answer=lambda r: (r.status_code, r.json.get("id")))
+        assert {status for status, _ in results} == {202}, results
+        assert len({app_id for _, app_id in results}) == 1
         db.session.rollback()
         assert db.session.scalar(select(func.count()).select_from(Application)
                                  .where(Application.beneficiary_id == son.id)) == 1

@@ -22,6 +22,11 @@ def _replay(record: IdempotencyRecord, request_hash: str):
     return record.body, record.status_code
 
 
+def _record(scope: str, key: str) -> IdempotencyRecord | None:
+    return db.session.scalar(select(IdempotencyRecord).where(IdempotencyRecord.scope == scope,
+                                                             IdempotencyRecord.key == key))
+
+
 def run(scope: str, payload, action):
     """Runs `action() -> (body, status)` once per (scope, Idempotency-Key), in the same transaction as its record."""
     key = request.headers.get("Idempotency-Key")
@@ -31,9 +36,7 @@ def run(scope: str, payload, action):
     if len(key) > 255:
         raise ApiError("INVALID_INPUT", 400, "Idempotency-Key")
     request_hash = _hash(payload)
-    found = db.session.scalar(select(IdempotencyRecord).where(
-        IdempotencyRecord.scope == scope, IdempotencyRecord.key == key))
-    if found is not None:
+    if (found := _record(scope, key)) is not None:
         return _replay(found, request_hash)
     try:
         with unit_of_work():
@@ -41,10 +44,11 @@ def run(scope: str, payload, action):
             db.session.add(IdempotencyRecord(scope=scope, key=key, request_hash=request_hash,
                                              status_code=status, body=body))
         return body, status
-    except IntegrityError:
-        # A concurrent request with the same key won the race (or the action itself hit a constraint).
-        found = db.session.scalar(select(IdempotencyRecord).where(
-            IdempotencyRecord.scope == scope, IdempotencyRecord.key == key))
+    except (IntegrityError, ApiError):
+        # A concurrent request with the same key may have won the race: its work makes ours fail (a duplicate
+        # application, the record's unique key). Then its answer is the answer; otherwise our failure is.
+        db.session.rollback()
+        found = _record(scope, key)
         if found is None:
             raise
         return _replay(found, request_hash)
