@@ -47,13 +47,14 @@ MESSAGES: dict[str, str] = {
     "DUPLICATE_BINDING": "已存在有效的共济关系，无需重复办理",
     "DUPLICATE_APPLICATION": "已有一份正在办理中的申请，请勿重复提交",
     # R4 proof
-    "KINSHIP_NOT_CONFIRMED": "未能在户籍或婚姻登记信息中核实亲属关系，且未上传关系证明材料",
+    "KINSHIP_NOT_CONFIRMED": "未能在户籍或婚姻登记信息中核实亲属关系，也没有本地区认可的关系证明材料",
     "PROOF_UNDER_REVIEW": "户籍或婚姻登记信息中未能核实亲属关系，已转人工审核您上传的关系证明材料",
     "MANUAL_REVIEW_REQUIRED": "本地区的家庭共济申请须经人工审核",
     "REJECTED_BY_REVIEWER": "经人工审核，申请未通过",
     "MATERIAL_NOT_FOUND": "上传的材料不存在或已失效",
     # R7–R10 settlement
     "OUT_OF_SCOPE": "共济资金不能在该地区使用",
+    "REGION_NOT_COVERED": "您所在地区尚未开通职工医保个人账户家庭共济业务",
     "NON_MEDICAL_ITEM": "共济资金不能用于非医疗支出（如保健品、化妆品、生活用品等）",
     "NOT_DESIGNATED": "该机构不是定点医药机构，不能使用医保个人账户结算",
     "IMPERSONATION": "就医购药须使用患者本人的医保卡或医保电子凭证，他人凭证不能使用",
@@ -61,8 +62,11 @@ MESSAGES: dict[str, str] = {
     "PATIENT_NOT_NORMAL": "患者参保状态不正常，不能联网结算",
     "INSUFFICIENT_BALANCE": "账户余额不足",
     "BINDING_EXPIRED": "共济授权已过有效期",
+    "VALID_UNTIL_IN_PAST": "授权有效期不能早于今天",
     # life cycle
     "APPLICATION_DECIDED": "申请已有审核结果，不能再撤回",
+    "APPLICATION_WITHDRAWN": "该申请已撤回，无需重复操作",
+    "APPLICATION_EXPIRED": "该申请已过期失效，无需撤回",
     "APPLICATION_NOT_PENDING": "该申请不在待人工审核状态",
     "REJECTION_REASON_REQUIRED": "驳回时请填写原因",
     "BINDING_NOT_ACTIVE": "该共济关系已解除",

@@ -1,4 +1,5 @@
-"""Login rate limits: fixed-window counters in Redis, shared by every web process, per client IP and per account.
+"""Rate limits of logins (per client IP and per account) and of applications (per person): fixed-window counters
+in Redis, shared by every web process.
 
 Limits are app.config strings such as "10/minute" (see `LIMITS`); `RATELIMIT_ENABLED = False` turns them off.
 Every attempt counts, failed ones included, so guessing passwords or ID numbers costs the same as logging in.
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 LIMITS = {
     "RATELIMIT_LOGIN_PER_ACCOUNT": "10/minute",
     "RATELIMIT_LOGIN_PER_IP": "30/minute",
+    # generous for a family binding its relatives, tight for anyone trying name / ID number pairs one by one
+    "RATELIMIT_APPLY_PER_PERSON": "20/hour",
 }
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _RULE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(second|minute|hour|day|s|m|h|d)s?\s*$")
@@ -75,16 +78,18 @@ def client_ip() -> str:
     return request.remote_addr or "unknown"
 
 
-def hit(scope: str, account: str) -> None:
-    """Counts one attempt of `scope` for the caller's IP and for `account`; over a limit → 429 RATE_LIMITED."""
+def hit(scope: str, account: str, per_account: str = "RATELIMIT_LOGIN_PER_ACCOUNT",
+        per_ip: str | None = "RATELIMIT_LOGIN_PER_IP") -> None:
+    """Counts one attempt of `scope` for `account` (and the caller's IP); over a limit → 429 RATE_LIMITED."""
     if not current_app.config.get("RATELIMIT_ENABLED", True):
         return
-    checks = [(counter_key(scope, "ip", client_ip()), rule("RATELIMIT_LOGIN_PER_IP")),
-              (counter_key(scope, "account", account), rule("RATELIMIT_LOGIN_PER_ACCOUNT"))]
+    checks = [(counter_key(scope, "account", account), rule(per_account))]
+    if per_ip:
+        checks.append((counter_key(scope, "ip", client_ip()), rule(per_ip)))
     try:
         raw = redis_client().eval(_HIT, len(checks), *[k for k, _ in checks], *[r.period for _, r in checks])
     except redis.RedisError as exc:
-        # logins must keep working while Redis is down (as submissions do); the outage is logged loudly
+        # logins and applications must keep working while Redis is down; the outage is logged loudly
         log.error("rate limiter unavailable, allowing %s attempt: %s", scope, type(exc).__name__)
         return
     waits = [int(raw[2 * i + 1]) for i, (_, r) in enumerate(checks) if int(raw[2 * i]) > r.limit]

@@ -137,6 +137,80 @@ def test_withdraw_before_the_decision_and_not_after(client, family):
     run_worker()
     late = client.post(f"{URL}/{r2.json['id']}/withdraw", headers=person_headers(family.husband))
     assert late.status_code == 409 and late.json["error"]["code"] == "APPLICATION_DECIDED"
+    again = client.post(f"{URL}/{app_id}/withdraw", headers=person_headers(family.husband))  # a second tap
+    assert again.status_code == 409 and again.json["error"]["code"] == "APPLICATION_WITHDRAWN"
+    assert again.json["error"]["message"] == "该申请已撤回，无需重复操作"
+
+
+def test_a_withdrawal_before_the_review_tells_of_the_submission_first(client, family):
+    """The 受理 notices wait for the review job; withdrawn before it ran, they go out with the withdrawal's, first."""
+    app_id = apply(client, family.husband, family.wife, "spouse").json["id"]
+    client.post(f"{URL}/{app_id}/withdraw", headers=person_headers(family.husband))
+    run_worker()
+    sent = db.session.execute(select(Notification.kind, Notification.delivery_status).join(
+        Delivery, Delivery.notification_id == Notification.id).where(Notification.person_id == family.husband.id)
+        .order_by(Delivery.id)).all()
+    assert sent == [("application_submitted", "sent"), ("application_withdrawn", "sent")]
+
+
+def test_the_beneficiary_sees_the_relation_from_his_side(client, family):
+    child = factories.person("王小明", insurance_type="resident", balance_fen=None, region_code="440106")
+    factories.kinship(family.husband, child, "child")
+    app_id = apply(client, family.husband, child, "child").json["id"]
+    mine = client.get(f"{URL}/{app_id}", headers=person_headers(family.husband)).json
+    his = client.get(f"{URL}/{app_id}", headers=person_headers(child)).json
+    assert (mine["relation"], mine["relation_label"], mine["counterpart"]["relation"]) == ("child", "子女", "child")
+    assert (his["relation"], his["relation_label"], his["counterpart"]["relation"]) == ("parent", "父母", "parent")
+
+
+def test_names_are_compared_as_people_type_them(client, family):
+    uncle = factories.person("买买提·艾力", insurance_type="resident", balance_fen=None, region_code="440106")
+    factories.kinship(family.husband, uncle, "sibling")
+    for typed in ("买买提•艾力", " 买买提．艾力 "):  # another middle dot, full-width forms, stray spaces
+        r = apply(client, family.husband, uncle, "sibling", beneficiary_name=typed)
+        assert r.status_code == 202, r.json
+        client.post(f"{URL}/{r.json['id']}/withdraw", headers=person_headers(family.husband))
+
+
+def test_only_an_eligible_authorizer_learns_that_a_name_does_not_match(client, family):
+    r = apply(client, family.husband, family.wife, "spouse", beneficiary_name="李秀芳")
+    assert r.status_code == 422 and r.json["error"]["code"] == "BENEFICIARY_NAME_MISMATCH"
+    # a resident (no personal account) probing name / number pairs is told only that he cannot authorize
+    r = apply(client, family.wife, family.stranger, "sibling", beneficiary_name="赵大明")
+    assert r.status_code == 422 and r.json["error"]["code"] == "AUTHORIZER_NOT_EMPLOYEE"
+
+
+def test_applications_are_limited_per_person(client, family, monkeypatch):
+    monkeypatch.setitem(client.application.config, "RATELIMIT_APPLY_PER_PERSON", "3/hour")
+    answers = [apply(client, family.husband, family.wife, "spouse", beneficiary_name=f"试{i}").status_code
+               for i in range(4)]
+    assert answers == [422, 422, 422, 429]
+    r = apply(client, family.husband, family.wife, "spouse")
+    assert r.status_code == 429 and r.json["error"]["code"] == "RATE_LIMITED" and int(r.headers["Retry-After"]) > 0
+    assert apply(client, family.stranger, family.wife, "spouse").status_code == 422  # another person: his own count
+
+
+@pytest.mark.parametrize("valid_until", ["2001-01-01", "yesterday"])
+def test_a_validity_window_that_has_already_ended_is_refused(client, family, valid_until):
+    from api.timefmt import local_today
+    day = (local_today() - dt.timedelta(days=1)).isoformat() if valid_until == "yesterday" else valid_until
+    r = apply(client, family.husband, family.wife, "spouse", valid_until=day)
+    assert r.status_code == 400 and r.json["error"] == {
+        "code": "VALID_UNTIL_IN_PAST", "message": "授权有效期不能早于今天", "field": "valid_until"}
+    assert apply(client, family.husband, family.wife, "spouse",
+                 valid_until=local_today().isoformat()).status_code == 202
+    run_worker()
+    binding_id = db.session.scalar(select(Binding.id))
+    r = client.patch(f"/api/v1/bindings/{binding_id}", json={"valid_until": day},
+                     headers=person_headers(family.husband))
+    assert r.status_code == 400 and r.json["error"]["code"] == "VALID_UNTIL_IN_PAST"
+
+
+def test_a_body_that_is_not_an_object_is_a_plain_400(client, family):
+    for body in ([], "text", 5):
+        r = client.post(URL, json=body, headers=person_headers(family.husband))
+        assert r.status_code == 400 and r.json["error"]["code"] == "INVALID_INPUT"
+        assert r.json["error"]["field"] is None and "_schema" not in r.json["error"]["message"]
 
 
 @pytest.mark.parametrize("who, relation, code, status", [
@@ -272,3 +346,26 @@ def test_manual_review_not_decided_in_time_expires(client, family):
     kinds = db.session.scalars(select(Notification.kind).where(Notification.application_id == app.id)).all()
     assert kinds.count("application_expired") == 2
     assert applications.expire_overdue(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)) == 0
+
+
+def test_a_reviewers_reason_is_masked_before_the_people_read_it(client, family):
+    from api.models import Material
+    from api.services import applications
+    material = Material(owner_person_id=family.husband.id, kind="household_register", content_type="image/png",
+                        size=10, sha256="0" * 64, storage_name="x")
+    db.session.add(material)
+    db.session.commit()
+    app = applications.submit(family.husband, {"beneficiary_name": family.stranger.name,
+                                               "beneficiary_id_number": family.stranger.id_number,
+                                               "relation": "child"}, "wechat", materials=[material])
+    run_worker()
+    reason = f"户口簿上的身份证号 {family.stranger.id_number} 与电话 13912345678 不符"
+    r = client.post(f"/api/v1/staff/reviews/{app.id}/decision", json={"decision": "reject", "reason": reason},
+                    headers=staff_headers())
+    assert r.status_code == 200 and r.json["status"] == "rejected" and r.json["reason_code"] == "REJECTED_BY_REVIEWER"
+    shown = client.get(f"{URL}/{app.id}", headers=person_headers(family.husband)).json["timeline"][-1]["reason"]
+    bodies = db.session.scalars(select(Notification.body).where(Notification.kind == "application_rejected")).all()
+    payloads = [str(d.payload) for d in db.session.scalars(select(Delivery))]
+    for text in [shown, *bodies, *payloads]:
+        assert family.stranger.id_number not in text and "13912345678" not in text
+    assert "139****5678" in shown and family.stranger.id_number[:6] + "********" in shown

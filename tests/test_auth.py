@@ -160,6 +160,9 @@ def test_staff_create_refuses_duplicates_unknown_roles_and_short_passwords(runne
     assert bad_role.exit_code == 1 and "未知角色" in bad_role.output
     short = runner.invoke(args=["staff", "create", "zhao", "--role", "clerk"], input="short\n")
     assert short.exit_code == 1 and "密码至少" in short.output
+    # "staff:<username>" must fit the actor of a timeline entry
+    long_name = runner.invoke(args=["staff", "create", "z" * 33, "--role", "clerk"], input="long enough pw\n")
+    assert long_name.exit_code == 1 and "2–32" in long_name.output
     assert db.session.query(StaffUser).count() == 1
 
 

@@ -130,9 +130,9 @@ def test_policy_is_the_callers_region(client, registry):
 
 def test_policy_of_a_region_without_one_is_a_chinese_422(client, registry):
     r = client.get("/api/v1/policy", headers=person_headers(factories.person(region_code="990101")))
-    assert r.status_code == 422 and r.json["error"]["code"] == "OUT_OF_SCOPE" and _chinese(r.json["error"]["message"])
+    assert r.status_code == 422 and r.json["error"]["code"] == "REGION_NOT_COVERED" and _chinese(r.json["error"]["message"])
     binding = _menu(client, factories.person(region_code="990101"))["family_binding"]
-    assert binding["available"] is False and binding["reason"] == message("OUT_OF_SCOPE")
+    assert binding["available"] is False and binding["reason"] == message("REGION_NOT_COVERED")
 
 
 def test_openapi_documents_the_person_endpoints(client):

@@ -116,4 +116,4 @@ def test_an_application_whose_region_left_the_scheme_is_rejected_not_retried_for
 
     assert run_job(ids[0]) == "rejected"
     app = fresh().get(Application, ids[0])
-    assert app.reason_code == "OUT_OF_SCOPE" and app.binding_id is None
+    assert app.reason_code == "REGION_NOT_COVERED" and app.binding_id is None

@@ -112,8 +112,9 @@ class StaffError(ValueError):
 
 def check_new_staff(username: str, roles: list[str]) -> None:
     """What can be refused before a password is asked for: the username's form, the roles, a duplicate."""
-    if not re.fullmatch(r"[A-Za-z0-9_.@-]{2,64}", username or ""):
-        raise StaffError("用户名须为 2–64 位字母、数字或 _ . @ -")
+    # at most 32: "staff:<username>" is the actor of timelines and audit records
+    if not re.fullmatch(r"[A-Za-z0-9_.@-]{2,32}", username or ""):
+        raise StaffError("用户名须为 2–32 位字母、数字或 _ . @ -")
     unknown = sorted(set(roles) - STAFF_ROLES.keys())
     if unknown:
         raise StaffError(f"未知角色：{'、'.join(unknown)}；可用角色：{'、'.join(STAFF_ROLES)}")

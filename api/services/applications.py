@@ -15,10 +15,11 @@ from sqlalchemy.orm import joinedload, selectinload
 from api import idnumber, policy
 from api.errors import ApiError, Refusal, not_found
 from api.extensions import db, writing
-from api.masking import mask_name
+from api.masking import mask_name, mask_text
 from api.messages import message
 from api.models import Application, ApplicationEvent, Binding, Kinship, Person, StaffUser, new_id, utcnow
 from api.services import notifications
+from api.services.accounts import normalize_name
 from api.services.people import facts_of, facts_of_many, person_by_id_number, policies_of, policy_for
 from api.services.tx import transactional, unit_of_work
 from api.settings import env_str
@@ -76,7 +77,7 @@ class RuleContext:
     def policy_of(self, person: Person) -> policy.Policy:
         found = self.policies.get(person.region_code[:2])
         if found is None:
-            raise ApiError("OUT_OF_SCOPE", 422)
+            raise ApiError("REGION_NOT_COVERED", 422)
         return found
 
     def duplicate(self, authorizer: Person, beneficiary: Person) -> str | None:
@@ -88,7 +89,7 @@ class RuleContext:
 
     def refusal(self, authorizer: Person, beneficiary: Person, relation: str,
                 exclude_application: str | None = None) -> str | None:
-        """R1–R3/R5 for the pair under the authorizer's policy (OUT_OF_SCOPE when his region has none)."""
+        """R1–R3/R5 for the pair under the authorizer's policy (REGION_NOT_COVERED when his region has none)."""
         links = [link for link in self.links.values() if link.id != exclude_application]
         return policy.application_refusal(
             self.policy_of(authorizer), self.facts[authorizer.id], self.facts[beneficiary.id], relation,
@@ -168,7 +169,10 @@ def submit(authorizer: Person, data: dict, channel: str, staff: StaffUser | None
     except idnumber.InvalidIdNumber:
         raise ApiError("INVALID_ID_NUMBER", 400, "beneficiary_id_number") from None
     beneficiary = person_by_id_number(number)
-    if beneficiary is not None and beneficiary.name != data["beneficiary_name"].strip():
+    if beneficiary is not None and normalize_name(beneficiary.name) != normalize_name(data["beneficiary_name"]):
+        # R1 first: only an eligible authorizer learns that the name does not match the number
+        if code := policy.authorizer_refusal(policy_for(authorizer.region_code), facts_of(authorizer)):
+            raise Refusal(code)
         raise Refusal("BENEFICIARY_NAME_MISMATCH", "beneficiary_name")
     code = _refusal_for(authorizer, beneficiary, data["relation"], duplicates_conflict=True)
     if code:
@@ -324,7 +328,7 @@ def _decide_batch(batch: list[str]) -> dict[str, str | Exception | None]:
 def _outcome(app: Application, context: RuleContext, kinship: list[tuple[str, str, str]]) -> policy.ReviewOutcome:
     try:
         code = context.refusal(app.authorizer, app.beneficiary, app.relation, exclude_application=app.id)
-    except ApiError as exc:  # OUT_OF_SCOPE: the authorizer's region has left the scheme since the submit
+    except ApiError as exc:  # REGION_NOT_COVERED: his region has left the scheme since the submit
         code = exc.code
     if code:
         return policy.ReviewOutcome("rejected", code)
@@ -417,8 +421,11 @@ def withdraw(person: Person, application_id: str) -> Application:
     app = visible_to(person, application_id)
     if app.authorizer_id != person.id:
         raise ApiError("FORBIDDEN", 403)
+    if already := {"withdrawn": "APPLICATION_WITHDRAWN", "expired": "APPLICATION_EXPIRED"}.get(app.status):
+        raise ApiError(already, 409)  # a second tap, or too late: say which
     if app.status not in policy.PENDING_APPLICATION:
         raise ApiError("APPLICATION_DECIDED", 409)
+    notifications.send_pending_with_new(app.id)  # a 受理 notice the review job has not sent yet goes first
     try:
         _decide(app, "withdrawn", "applicant", "WITHDRAWN_BY_APPLICANT", from_status=app.status)
     except ApiError:
@@ -436,6 +443,7 @@ def decide_manually(staff: StaffUser, application_id: str, decision: str, reason
     needs the reason the applicant will read."""
     if decision == "reject" and not reason:
         raise ApiError("REJECTION_REASON_REQUIRED", 400, "reason")
+    reason = mask_text(reason)  # the people read it: an ID or phone number typed into it is masked
     app = db.session.get(Application, application_id)
     if app is None:
         raise not_found()

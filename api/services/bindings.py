@@ -51,13 +51,15 @@ def update_settings(person: Person, binding_id: str, data: dict) -> Binding:
     if binding.status != "active":
         raise ApiError("BINDING_NOT_ACTIVE", 409)
     limits = {"monthly_limit_fen", "per_payment_limit_fen", "valid_until"}
-    if person.id == binding.authorizer_id and set(data) <= limits:
-        for key, value in data.items():
-            setattr(binding, key, value)
-    elif person.id == binding.beneficiary_id and set(data) <= {"priority"}:
-        binding.priority = data.get("priority")
-    else:
+    mine = (person.id == binding.authorizer_id and set(data) <= limits) or \
+        (person.id == binding.beneficiary_id and set(data) <= {"priority"})
+    if not mine:
         raise ApiError("FORBIDDEN", 403)
+    # conditional: a revocation committed meanwhile wins, and the settings of a revoked binding never change
+    if not db.session.execute(update(Binding).where(Binding.id == binding.id, Binding.status == "active")
+                              .values(**data)).rowcount:
+        raise ApiError("BINDING_NOT_ACTIVE", 409)
+    db.session.refresh(binding)
     return binding
 
 

@@ -62,6 +62,14 @@ def discard_new() -> None:
     g.pop("new_notifications", None)
 
 
+def send_pending_with_new(application_id: str) -> None:
+    """The application's notices still pending (its 受理 notices, left to a review job that now has nothing to do)
+    go out in the job of this unit's new ones, before them: people hear of the steps in their order."""
+    pending = db.session.scalars(select(Notification.id).where(
+        Notification.application_id == application_id, Notification.delivery_status == "pending")).all()
+    g.setdefault("new_notifications", []).extend(pending)
+
+
 def leave_new_to_job() -> None:
     """The notices written so far in this unit go out with the job this unit enqueues (one job, not two)."""
     g.pop("new_notifications", None)

@@ -25,7 +25,7 @@ def policy_or_none(region_code: str) -> Policy | None:
 def policy_for(region_code: str) -> Policy:
     found = policy_or_none(region_code)
     if found is None:
-        raise ApiError("OUT_OF_SCOPE", 422)
+        raise ApiError("REGION_NOT_COVERED", 422)
     return found
 
 

@@ -2,21 +2,31 @@
 from flask import request
 from flask.views import MethodView
 from api.schemas import BEARER, Blueprint
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
-from api import policy
+from api import policy, ratelimit
 from api.auth import current_person, person_required
 from api.masking import mask_id, mask_name
 from api.messages import message
 from api.pagination import PageArgs, paginate
 from api.services import applications, bindings, idempotency, notifications
-from api.timefmt import local_iso
+from api.timefmt import local_iso, local_today
 
 blp = Blueprint("bindings", __name__, url_prefix="/api/v1", description="家庭共济申请、共济关系与消息")
 
 def Money(**kw) -> fields.Integer:  # noqa: N802  (reads like a field class)
     """An amount in integer 分, never negative."""
     return fields.Integer(validate=validate.Range(min=0, max=10**10), **kw)
+
+
+def _not_before_today(value) -> None:
+    if value < local_today():
+        raise ValidationError("VALID_UNTIL_IN_PAST")
+
+
+def ValidUntil(**kw) -> fields.Date:  # noqa: N802
+    """The last day (Beijing time) a binding may be used (江苏: 授权起止日期); never a day already gone."""
+    return fields.Date(allow_none=True, validate=_not_before_today, **kw)
 
 
 class ApplicationIn(Schema):
@@ -27,7 +37,7 @@ class ApplicationIn(Schema):
                                validate=validate.Length(max=20))
     monthly_limit_fen = Money(load_default=None, allow_none=True)
     per_payment_limit_fen = Money(load_default=None, allow_none=True)
-    valid_until = fields.Date(load_default=None, allow_none=True)
+    valid_until = ValidUntil(load_default=None)
 
 
 class TimelineEntry(Schema):
@@ -49,14 +59,17 @@ def _counterpart(app_or_binding, viewer_id: int) -> dict:
 
 
 def dump_application(app, viewer_id: int, detail: bool = False) -> dict:
+    """`relation` is what the counterpart is to the viewer, as in `counterpart` (the beneficiary sees 父母 where
+    the authorizer applied for 子女)."""
+    counterpart = _counterpart(app, viewer_id)
     body = {
         "id": app.id, "receipt_no": app.receipt_no, "status": app.status,
         "status_label": applications.STATUS_LABELS[app.status],
         "role": "authorizer" if viewer_id == app.authorizer_id else "beneficiary",
-        "relation": app.relation, "relation_label": policy.RELATIONS[app.relation],
+        "relation": counterpart["relation"], "relation_label": counterpart["relation_label"],
         "authorizer": {"name": mask_name(app.authorizer.name), "id_number": mask_id(app.authorizer.id_number)},
         "beneficiary": {"name": mask_name(app.beneficiary.name), "id_number": mask_id(app.beneficiary.id_number)},
-        "counterpart": _counterpart(app, viewer_id),
+        "counterpart": counterpart,
         "monthly_limit_fen": app.monthly_limit_fen, "per_payment_limit_fen": app.per_payment_limit_fen,
         "valid_until": app.valid_until.isoformat() if app.valid_until else None,
         "channel": app.channel, "reason_code": app.reason_code,
@@ -100,6 +113,7 @@ class Applications(MethodView):
     def post(self, data):
         """提交家庭共济申请（授权人为本人）: 202 {id, status, receipt_no}; rules refused → 422 with the engine's code."""
         person = current_person()
+        ratelimit.hit("apply", str(person.id), per_account="RATELIMIT_APPLY_PER_PERSON", per_ip=None)
 
         def act():
             materials = []
@@ -169,7 +183,7 @@ def list_bindings():
 class BindingPatch(Schema):
     monthly_limit_fen = Money(allow_none=True)
     per_payment_limit_fen = Money(allow_none=True)
-    valid_until = fields.Date(allow_none=True)
+    valid_until = ValidUntil()
     priority = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=99))
 
 

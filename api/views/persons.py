@@ -53,7 +53,7 @@ def services():
     """业务办理 menu; family_binding is available only to an authorizer R1 admits, else `reason` says why."""
     person = current_person()
     region = people.policy_or_none(person.region_code)
-    refusal = "OUT_OF_SCOPE" if region is None else policy.authorizer_refusal(region, people.facts_of(person))
+    refusal = "REGION_NOT_COVERED" if region is None else policy.authorizer_refusal(region, people.facts_of(person))
     unbinding = _has_active_binding(person.id)
     return [
         {"id": "family_binding", "title": "亲情账号绑定", "available": refusal is None,
@@ -70,7 +70,7 @@ def services():
 @blp.doc(security=BEARER)
 @blp.response(200, PolicyOut)
 @blp.alt_response(401, **_UNAUTHORIZED)
-@blp.alt_response(422, schema=ErrorBody, description="OUT_OF_SCOPE：本地区尚无家庭共济政策")
+@blp.alt_response(422, schema=ErrorBody, description="REGION_NOT_COVERED：本地区尚未开通家庭共济")
 def region_policy():
     """本地区家庭共济政策: relations, scope, required materials, review mode."""
     return people.policy_for(current_person().region_code).to_public()
