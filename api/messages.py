@@ -50,6 +50,7 @@ MESSAGES: dict[str, str] = {
     "KINSHIP_NOT_CONFIRMED": "未能在户籍或婚姻登记信息中核实亲属关系，也没有本地区认可的关系证明材料",
     "PROOF_UNDER_REVIEW": "户籍或婚姻登记信息中未能核实亲属关系，已转人工审核您上传的关系证明材料",
     "MANUAL_REVIEW_REQUIRED": "本地区的家庭共济申请须经人工审核",
+    "AUTO_REVIEW_FAILED": "系统自动审核未能完成，已转人工审核",
     "REJECTED_BY_REVIEWER": "经人工审核，申请未通过",
     "MATERIAL_NOT_FOUND": "上传的材料不存在或已失效",
     # R7–R10 settlement

@@ -117,3 +117,27 @@ def test_an_application_whose_region_left_the_scheme_is_rejected_not_retried_for
     assert run_job(ids[0]) == "rejected"
     app = fresh().get(Application, ids[0])
     assert app.reason_code == "REGION_NOT_COVERED" and app.binding_id is None
+
+
+def test_an_application_whose_review_keeps_failing_goes_to_a_reviewer(client, monkeypatch):
+    (app_id,) = submit(client, 1)
+
+    def outcome(app, context, kinship):
+        raise RuntimeError("unreadable registry record")
+
+    monkeypatch.setattr(applications, "_outcome", outcome)
+    failures = 0
+    for _ in range(applications.MAX_REVIEW_ATTEMPTS + 3):  # RQ's retries and the sweeper's re-enqueues
+        try:
+            run_job(app_id)
+        except RuntimeError:
+            failures += 1
+        if fresh().get(Application, app_id).status != "reviewing":
+            break
+    app = fresh().get(Application, app_id)
+    assert failures == applications.MAX_REVIEW_ATTEMPTS
+    assert (app.status, app.reason_code, app.review_attempts) == ("manual_review", "AUTO_REVIEW_FAILED", 5)
+    assert app.review_due_at is not None
+    assert run_job(app_id) is None  # nothing left for a job: the reviewer decides
+    kinds = fresh().scalars(select(Notification.kind).where(Notification.application_id == app_id)).all()
+    assert sorted(kinds).count("application_manual_review") == 2

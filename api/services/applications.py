@@ -200,18 +200,35 @@ def submit(authorizer: Person, data: dict, channel: str, staff: StaffUser | None
 # `submitted`: when the workers fall behind, one claim, one decision transaction and one delivery transaction
 # serve many applications, and the jobs of those others find nothing left to do.
 BATCH = 50
+MAX_REVIEW_ATTEMPTS = 5  # claims of one application (RQ's retries, the sweeper's); then a reviewer decides
 
 
 def claim(application_id: str) -> list[str]:
     """submitted → reviewing (or re-claim a review whose worker died) for the application and for up to
     BATCH - 1 others waiting; [] when the application is not to be reviewed (a second delivery, a decided one)."""
-    status, lease_until = db.session.execute(select(Application.status, Application.lease_until)
-                                             .where(Application.id == application_id)).one_or_none() or (None, None)
+    status, lease_until, attempts = db.session.execute(
+        select(Application.status, Application.lease_until, Application.review_attempts)
+        .where(Application.id == application_id)).one_or_none() or (None, None, 0)
     db.session.rollback()
     if not (status == "submitted" or (status == "reviewing" and (lease_until is None or lease_until < utcnow()))):
         return []  # read only: a job whose application a batch already took costs no write
+    if attempts >= MAX_REVIEW_ATTEMPTS:
+        _hand_to_reviewer(application_id, status)
+        return []
     with writing():
         return _claim(application_id)
+
+
+def _hand_to_reviewer(application_id: str, status: str) -> None:
+    """An application whose automatic review kept failing goes to a reviewer, not round the queue forever."""
+    log.error("automatic review of %s failed %d times; handed to a reviewer", application_id, MAX_REVIEW_ATTEMPTS)
+    try:
+        with unit_of_work():
+            app = db.session.get(Application, application_id)
+            _decide(app, "manual_review", "system", "AUTO_REVIEW_FAILED", from_status=status,
+                    policy_=policy_for(app.authorizer.region_code))
+    except ApiError:  # decided meanwhile (or his region left the scheme: the sweeper tries again)
+        pass
 
 
 def _claim(application_id: str) -> list[str]:
