@@ -51,6 +51,7 @@ _FIELD_MESSAGES = {
     "Unknown field.": "是不认识的字段",
     "Not a valid list.": "须为列表",
     "Invalid input type.": "类型不正确",
+    "Not a valid file.": "须为上传的文件",
 }
 
 

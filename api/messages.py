@@ -10,7 +10,7 @@ MESSAGES: dict[str, str] = {
     "NOT_FOUND": "未找到相关记录",
     "METHOD_NOT_ALLOWED": "不支持该请求方式",
     "CONFLICT": "当前状态不允许此操作",
-    "PAYLOAD_TOO_LARGE": "上传的文件过大，单个文件不能超过 5MB",
+    "PAYLOAD_TOO_LARGE": "提交的内容过大：上传的文件不能超过 5MB",
     "UNSUPPORTED_MEDIA_TYPE": "文件格式不支持，请上传 JPG、PNG 或 PDF 文件",
     "RATE_LIMITED": "操作过于频繁，请稍后再试",
     "INTERNAL_ERROR": "系统繁忙，请稍后再试",

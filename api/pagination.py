@@ -27,8 +27,10 @@ def _decode(cursor: str):
         at = dt.datetime.fromisoformat(at)
         if at.tzinfo is None or not isinstance(row_id, str) or len(row_id) > 32:
             raise ValueError("not a cursor of ours")
+        at.astimezone(dt.timezone.utc)  # OverflowError at the ends of the calendar
+        row_id.encode("utf-8")  # UnicodeEncodeError for a lone surrogate
         return at, row_id
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         raise ApiError("INVALID_INPUT", 400, "cursor") from None
 
 

@@ -1,11 +1,15 @@
 """Shared marshmallow schemas: what each reader of a person or staff user sees, and masked, declared once."""
 from __future__ import annotations
 
+import json
+
 import flask_smorest
 from flask_smorest.fields import Upload
-from marshmallow import Schema, fields, pre_dump, validate
+from marshmallow import Schema, ValidationError, fields, pre_dump, validate
 from webargs.flaskparser import FlaskParser
-from werkzeug.datastructures import CombinedMultiDict
+from werkzeug.datastructures import CombinedMultiDict, FileStorage
+
+from api.errors import ApiError
 
 from api import policy
 from api.channels import CHANNELS
@@ -27,6 +31,45 @@ class _Parser(FlaskParser):
 
     def load_multipart(self, req, schema):
         return self._makeproxy(CombinedMultiDict([req.form, req.files]), schema)
+
+    def _raw_load_json(self, req):
+        """JSON bodies the standard parser lets through to fail later, refused here: nested deeper than Python
+        recurses, an integer of thousands of digits, a lone surrogate (no UTF-8 text can hold it)."""
+        try:
+            data = super()._raw_load_json(req)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise  # webargs answers these itself
+        except (RecursionError, ValueError):
+            raise ApiError("MALFORMED_JSON", 400) from None
+        if not _utf8_encodable(data):
+            raise ApiError("MALFORMED_JSON", 400)
+        return data
+
+
+def _utf8_encodable(data) -> bool:
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+    return True
+
+
+class FileUpload(Upload):
+    """A multipart file part; the same name sent as a plain form field is no file."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, FileStorage):
+            raise ValidationError("Not a valid file.")
+        return value
 
 
 class Blueprint(flask_smorest.Blueprint):
@@ -178,7 +221,7 @@ class PolicyOut(Schema):
 
 class MaterialUpload(Schema):
     """multipart/form-data: `file` and `kind`."""
-    file = Upload(required=True, metadata={"description": "JPEG, PNG or PDF (judged by content), at most 5 MB"})
+    file = FileUpload(required=True, metadata={"description": "JPEG, PNG or PDF (judged by content), at most 5 MB"})
     kind = fields.String(required=True, validate=validate.OneOf(list(policy.MATERIAL_KINDS)),
                          metadata={"description": " | ".join(policy.MATERIAL_KINDS)})
 

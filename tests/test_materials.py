@@ -86,7 +86,7 @@ def test_a_body_over_the_request_limit_gets_our_413(client, owner):
     r = upload(client, owner, JPEG + b"\x00" * (7 * 1024 * 1024))  # beyond MAX_CONTENT_LENGTH: werkzeug refuses
     assert_error(r, 413, "PAYLOAD_TOO_LARGE")
     assert r.json["error"]["field"] is None  # werkzeug's refusal, before our own 5 MB check ran
-    assert r.json["error"]["message"] == "上传的文件过大，单个文件不能超过 5MB"
+    assert r.json["error"]["message"] == "提交的内容过大：上传的文件不能超过 5MB"
 
 
 def test_upload_input_is_validated(client, owner):

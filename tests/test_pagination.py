@@ -44,6 +44,10 @@ def test_pages_follow_each_other(client, reader):
     _cursor(["2024-01-01T00:00:00+00:00", 7]),
     _cursor(["2024-01-01T00:00:00+00:00", "x" * 33]),
     _cursor(["yesterday", "abc"]), _cursor([None, None]),
+    _cursor(["2026-11-25", "a"]), _cursor(["2026-W48", "a"]),
+    _cursor(["9999-12-31T23:59:59-01:00", "a"]), _cursor(["0001-01-01T00:30:00+01:00", "a"]),  # out of the calendar
+    _cursor(["2026-11-25T14:49:48+00:00", "\ud800"]), _cursor(["2026-11-25T14:49:48+00:00", None]),
+    _cursor(["2026-11-25T14:49:48+00:00", []]), _cursor(["2026-11-25T14:49:48+00:00", True]),
 ])
 @pytest.mark.parametrize("path, staff", [("/api/v1/notifications", False), ("/api/v1/bindings/applications", False),
                                          ("/api/v1/staff/reviews", True)])

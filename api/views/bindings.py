@@ -16,7 +16,7 @@ blp = Blueprint("bindings", __name__, url_prefix="/api/v1", description="家庭�
 
 def Money(**kw) -> fields.Integer:  # noqa: N802  (reads like a field class)
     """An amount in integer 分, never negative."""
-    return fields.Integer(validate=validate.Range(min=0, max=10**10), **kw)
+    return fields.Integer(strict=True, validate=validate.Range(min=0, max=10**10), **kw)
 
 
 def _not_before_today(value) -> None:
