@@ -141,3 +141,28 @@ def test_an_application_whose_review_keeps_failing_goes_to_a_reviewer(client, mo
     assert run_job(app_id) is None  # nothing left for a job: the reviewer decides
     kinds = fresh().scalars(select(Notification.kind).where(Notification.application_id == app_id)).all()
     assert sorted(kinds).count("application_manual_review") == 2
+
+
+def test_what_rq_keeps_of_a_failed_review_is_masked(client, monkeypatch):
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    from api.extensions import redis_client
+    from api.masking import mask_id
+    from tests.fault_helpers import release_scheduled_retries
+    from tests.lifecycle_helpers import run_worker
+    (app_id,) = submit(client, 1)
+    number = fresh().get(Application, app_id).beneficiary.id_number
+
+    def outcome(app, context, kinship):  # as a database error quotes its parameters
+        raise RuntimeError(f"no kinship row for ({number!r},)")
+
+    monkeypatch.setattr(applications, "_outcome", outcome)
+    run_worker()  # the real RQ worker: the job fails; RQ's retries fail too, then it keeps what the job failed with
+    while release_scheduled_retries():
+        run_worker()
+    job = Job.fetch(f"review-{app_id}", connection=redis_client(), serializer=JSONSerializer)
+    assert job.get_status() == "failed" and job.id in queue(REVIEWS).failed_job_registry.get_job_ids()
+    kept = job.latest_result()
+    assert "JobFailed: RuntimeError: no kinship row" in kept.exc_string
+    assert number not in kept.exc_string and mask_id(number) in kept.exc_string

@@ -1,16 +1,33 @@
 """The job functions RQ runs: each takes ids, reloads state and calls a service; each is safe to run twice."""
 import datetime as dt
+import functools
+import logging
+
+from rq.timeouts import BaseTimeoutException
 
 from api.extensions import db
+from api.masking import mask_text
+
+log = logging.getLogger(__name__)
+
+
+class JobFailed(RuntimeError):
+    """What RQ keeps of a failed job (in Redis, for days): the error's type and masked text, nothing else; the
+    traceback goes to the log, whose formatter masks it too. (A database error's text quotes its parameters.)"""
 
 
 def _fresh_session(fn):
+    @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except BaseTimeoutException:
+            raise  # RQ's own: it knows what to do with it
+        except Exception as exc:
+            log.warning("job %s failed", fn.__name__, exc_info=True)
+            raise JobFailed(f"{type(exc).__name__}: {mask_text(str(exc))[:500]}") from None
         finally:
             db.session.remove()
-    wrapper.__name__ = fn.__name__
     return wrapper
 
 

@@ -13,5 +13,11 @@ def send(notification, person):
         ChannelAccount.person_id == person.id, ChannelAccount.channel == "wechat"))
     _simulated.fail_if_asked("wechat")
     payload = {"touser": openid, "template_id": TEMPLATE_ID,
-               "data": {"thing1": {"value": notification.title}, "thing2": {"value": notification.body[:20]}}}
+               "data": {"thing1": {"value": _fit(notification.title)}, "thing2": {"value": _fit(notification.body)}},
+               "page": f"pages/notifications/detail?id={notification.id}"}  # the whole text, one tap away
     return _simulated.record(notification, "wechat", openid or "", payload)
+
+
+def _fit(text: str, limit: int = 20) -> str:
+    """A subscribe message's `thing` holds 20 characters: a longer text visibly ends in …, not mid-word."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
