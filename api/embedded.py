@@ -34,7 +34,9 @@ def start(socket_path: Path, data_dir: Path, persist: bool = True) -> subprocess
         "--dir", str(data_dir), "--daemonize", "no", "--save", "", "--loglevel", "warning",
         "--appendonly", "yes" if persist else "no",
     ]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+    # Its own process group: a Ctrl-C in the terminal reaches the web and the workers, which still need Redis to
+    # finish their jobs and deregister; `main` stops the server after them. It still dies with its parent.
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
     client = redis.Redis(unix_socket_path=str(socket_path))
     deadline = time.monotonic() + 15
     while True:
@@ -45,6 +47,14 @@ def start(socket_path: Path, data_dir: Path, persist: bool = True) -> subprocess
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the embedded Redis server did not start")
             time.sleep(0.02)
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel sends SIGTERM to the server when the process that started it dies, however it dies."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def stop(proc: subprocess.Popen) -> None:
