@@ -28,10 +28,7 @@ def channel_for(person: Person) -> str:
 def channels_for(persons) -> dict[int, str]:
     """Each person's notification channel, by id, in one query: the mini-program he used last, else SMS."""
     latest: dict[int, str] = {}
-    for person_id, channel in db.session.execute(
-            select(ChannelAccount.person_id, ChannelAccount.channel)
-            .where(ChannelAccount.person_id.in_({p.id for p in persons}))
-            .order_by(ChannelAccount.last_login_at.desc().nulls_last(), ChannelAccount.id.desc())):
+    for person_id, channel, _ in _accounts_newest_first({p.id for p in persons}):
         latest.setdefault(person_id, channel)
     return {p.id: CHANNEL_OF_LOGIN.get(latest.get(p.id, ""), "sms") for p in persons}
 
@@ -117,17 +114,35 @@ def deliver_many(ids: list[str] | None = None, application_ids: list[str] | None
             query = query.where(Notification.application_id.in_(application_ids),
                                 Notification.delivery_status == "pending")
         rows = db.session.scalars(query).all()
-        people = {p.id: p for p in db.session.scalars(
-            select(Person).where(Person.id.in_({n.person_id for n in rows if n.delivery_status == "pending"})))}
+        pending = {n.person_id for n in rows if n.delivery_status == "pending"}
+        people = {p.id: p for p in db.session.scalars(select(Person).where(Person.id.in_(pending)))}
+        user_ids = _channel_user_ids(pending)
         with db.session.no_autoflush:  # one flush at the end: the updates and deliveries go in a statement each
-            deliveries = _send_each(rows, people, result)
+            deliveries = _send_each(rows, people, user_ids, result)
         if deliveries:
             db.session.execute(insert(Delivery), deliveries)
         db.session.commit()
     return {nid: result.get(nid, "missing") for nid in (ids if ids is not None else result)}
 
 
-def _send_each(rows: list[Notification], people: dict[int, Person], result: dict[str, str]) -> list[dict]:
+def _channel_user_ids(person_ids) -> dict[tuple[int, str], str]:
+    """Each person's user id (openid) on each channel he logged in with, in one query; the latest login wins."""
+    found: dict[tuple[int, str], str] = {}
+    for person_id, channel, openid in _accounts_newest_first(person_ids):
+        found.setdefault((person_id, channel), openid)
+    return found
+
+
+def _accounts_newest_first(person_ids):
+    """(person id, channel, openid) of the people's channel accounts, the most recently used first."""
+    return db.session.execute(
+        select(ChannelAccount.person_id, ChannelAccount.channel, ChannelAccount.openid)
+        .where(ChannelAccount.person_id.in_(person_ids))
+        .order_by(ChannelAccount.last_login_at.desc().nulls_last(), ChannelAccount.id.desc()))
+
+
+def _send_each(rows: list[Notification], people: dict[int, Person], user_ids: dict[tuple[int, str], str],
+               result: dict[str, str]) -> list[dict]:
     deliveries = []
     for n in rows:
         if n.delivery_status != "pending":
@@ -135,7 +150,8 @@ def _send_each(rows: list[Notification], people: dict[int, Person], result: dict
             continue
         n.attempts += 1
         try:
-            deliveries.append(adapter_for(n.channel).send(n, people[n.person_id]))
+            user_id = user_ids.get((n.person_id, n.channel))
+            deliveries.append(adapter_for(n.channel).send(n, people[n.person_id], user_id))
             n.delivery_status, n.sent_at = "sent", utcnow()
         except DeliveryFailed as exc:  # adapters fail before they record anything
             n.last_error = str(exc)[:200]

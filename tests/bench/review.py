@@ -90,13 +90,15 @@ def _id_number(region: str, birth: dt.date, order: int) -> str:
 
 def _seed(pairs: int) -> list[dict]:
     """`pairs` employee authorizers (funded through the ledger) with a resident child each, in the kinship registry.
+    The authorizers logged in with the WeChat mini-program, so their notices go out as WeChat subscribe messages;
+    the children, who never logged in, are told by SMS.
 
     Returns the submit payloads, one per authorizer.
     """
     from sqlalchemy import insert
 
     from api.extensions import db
-    from api.models import Kinship, Person
+    from api.models import ChannelAccount, Kinship, Person
     from tests import factories
 
     factories.load_policies()
@@ -118,6 +120,9 @@ def _seed(pairs: int) -> list[dict]:
     now = dt.datetime.now(dt.timezone.utc)
     db.session.execute(insert(Person), [dict(c, created_at=now, updated_at=now) for c in children])
     db.session.execute(insert(Kinship), kin)
+    db.session.execute(insert(ChannelAccount), [{"channel": "wechat", "openid": f"bench-openid-{p['authorizer_id']}",
+                                                 "person_id": p["authorizer_id"], "created_at": now,
+                                                 "last_login_at": now} for p in payloads])
     db.session.commit()
     return payloads
 
