@@ -2,10 +2,10 @@
 import datetime as dt
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from api.extensions import db
-from api.models import Application, Binding, Delivery, Notification
+from api.extensions import db, redis_client
+from api.models import Application, ApplicationEvent, Binding, Delivery, Notification
 from api.timefmt import SHANGHAI
 from tests import factories
 from tests.lifecycle_helpers import person_headers, run_worker, staff_headers
@@ -26,10 +26,10 @@ def family(clean_app):
     return f
 
 
-def apply(client, authorizer, beneficiary, relation, **extra):
+def apply(client, authorizer, beneficiary, relation, headers=None, **extra):
     body = {"beneficiary_name": beneficiary.name, "beneficiary_id_number": beneficiary.id_number,
             "relation": relation, **extra}
-    return client.post(URL, json=body, headers=person_headers(authorizer))
+    return client.post(URL, json=body, headers=person_headers(authorizer) | (headers or {}))
 
 
 def test_apply_approve_notify_and_revoke_by_beneficiary(client, family):
@@ -153,6 +153,21 @@ def test_a_withdrawal_before_the_review_tells_of_the_submission_first(client, fa
     assert sent == [("application_submitted", "sent"), ("application_withdrawn", "sent")]
 
 
+def test_a_withdrawal_is_told_even_when_the_sweeper_has_queued_the_submission_notice(client, family):
+    """The withdrawal's job carries the waiting 受理 notices too; a job the sweeper queued for one of them must not
+    be mistaken for it (the two used to share a name, and the withdrawal's was dropped)."""
+    from workers.queues import NOTIFICATIONS, enqueue
+    app_id = apply(client, family.husband, family.wife, "spouse").json["id"]
+    oldest = db.session.scalar(select(Notification.id).where(Notification.application_id == app_id)
+                               .order_by(Notification.created_at, Notification.id))
+    assert enqueue(NOTIFICATIONS, "workers.jobs.deliver_notification", f"notify-{oldest}", oldest)  # the sweeper
+    client.post(f"{URL}/{app_id}/withdraw", headers=person_headers(family.husband))
+    run_worker()
+    statuses = db.session.execute(select(Notification.kind, Notification.delivery_status)
+                                  .where(Notification.application_id == app_id)).all()
+    assert sorted(statuses) == sorted([("application_submitted", "sent")] * 2 + [("application_withdrawn", "sent")] * 2)
+
+
 def test_the_beneficiary_sees_the_relation_from_his_side(client, family):
     child = factories.person("王小明", insurance_type="resident", balance_fen=None, region_code="440106")
     factories.kinship(family.husband, child, "child")
@@ -188,6 +203,12 @@ def test_applications_are_limited_per_person(client, family, monkeypatch):
     r = apply(client, family.husband, family.wife, "spouse")
     assert r.status_code == 429 and r.json["error"]["code"] == "RATE_LIMITED" and int(r.headers["Retry-After"]) > 0
     assert apply(client, family.stranger, family.wife, "spouse").status_code == 422  # another person: his own count
+    redis_client().flushdb()
+    first = apply(client, family.husband, family.wife, "spouse", headers={"Idempotency-Key": "k"})
+    assert first.status_code == 202
+    for _ in range(5):  # a client retrying after a lost answer gets the first answer, and is not counted
+        again = apply(client, family.husband, family.wife, "spouse", headers={"Idempotency-Key": "k"})
+        assert (again.status_code, again.json) == (202, first.json)
 
 
 @pytest.mark.parametrize("valid_until", ["2001-01-01", "yesterday"])
@@ -346,6 +367,28 @@ def test_manual_review_not_decided_in_time_expires(client, family):
     kinds = db.session.scalars(select(Notification.kind).where(Notification.application_id == app.id)).all()
     assert kinds.count("application_expired") == 2
     assert applications.expire_overdue(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)) == 0
+
+
+def test_a_manual_review_left_without_a_deadline_gets_one_and_expires(client, family):
+    """Moved to manual review by a process still running the code of before review_due_at (a rolling deploy)."""
+    from api.models import Material
+    from api.services import applications
+    material = Material(owner_person_id=family.husband.id, kind="household_register", content_type="image/png",
+                        size=10, sha256="0" * 64, storage_name="x")
+    db.session.add(material)
+    db.session.commit()
+    app = applications.submit(family.husband, {"beneficiary_name": family.stranger.name,
+                                               "beneficiary_id_number": family.stranger.id_number,
+                                               "relation": "child"}, "wechat", materials=[material])
+    run_worker()
+    db.session.execute(update(Application).where(Application.id == app.id).values(review_due_at=None))
+    db.session.commit()
+    entered = db.session.scalar(select(ApplicationEvent.at).where(ApplicationEvent.application_id == app.id,
+                                                                  ApplicationEvent.status == "manual_review"))
+    assert applications.expire_overdue(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=4)) == 0
+    db.session.rollback()
+    assert db.session.get(Application, app.id).review_due_at == entered + dt.timedelta(days=5)  # 44: 5 days
+    assert applications.expire_overdue(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=6)) == 1
 
 
 def test_a_reviewers_reason_is_masked_before_the_people_read_it(client, family):

@@ -1,7 +1,7 @@
 """Review batches: a review job takes the applications waiting behind its own, decides each once, and one
 application's fault does not stop the others. Real Redis queue, real database, the job function as RQ runs it."""
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from api.models import Application, Notification, utcnow
 from api.services import applications
@@ -166,3 +166,16 @@ def test_what_rq_keeps_of_a_failed_review_is_masked(client, monkeypatch):
     kept = job.latest_result()
     assert "JobFailed: RuntimeError: no kinship row" in kept.exc_string
     assert number not in kept.exc_string and mask_id(number) in kept.exc_string
+
+
+def test_a_failing_application_whose_region_left_the_scheme_is_rejected_not_handed_over(client, monkeypatch):
+    from api.extensions import db
+    from api.models import RegionPolicy
+    (app_id,) = submit(client, 1)
+    db.session.execute(update(Application).where(Application.id == app_id)
+                       .values(review_attempts=applications.MAX_REVIEW_ATTEMPTS))
+    db.session.execute(RegionPolicy.__table__.delete().where(RegionPolicy.province_code == "44"))
+    db.session.commit()
+    assert run_job(app_id) is None
+    app = fresh().get(Application, app_id)
+    assert (app.status, app.reason_code) == ("rejected", "REGION_NOT_COVERED")

@@ -24,7 +24,8 @@ def _fresh_session(fn):
         except BaseTimeoutException:
             raise  # RQ's own: it knows what to do with it
         except Exception as exc:
-            log.warning("job %s failed", fn.__name__, exc_info=True)
+            from api.notify import DeliveryFailed  # a channel that failed this time: retried, no traceback needed
+            log.warning("job %s failed: %s", fn.__name__, exc, exc_info=not isinstance(exc, DeliveryFailed))
             raise JobFailed(f"{type(exc).__name__}: {mask_text(str(exc))[:500]}") from None
         finally:
             db.session.remove()

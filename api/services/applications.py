@@ -20,7 +20,8 @@ from api.messages import message
 from api.models import Application, ApplicationEvent, Binding, Kinship, Person, StaffUser, new_id, utcnow
 from api.services import notifications
 from api.services.accounts import normalize_name
-from api.services.people import facts_of, facts_of_many, person_by_id_number, policies_of, policy_for
+from api.services.people import (facts_of, facts_of_many, person_by_id_number, policies_of, policy_for,
+                                 policy_or_none)
 from api.services.tx import transactional, unit_of_work
 from api.settings import env_str
 from api.timefmt import SHANGHAI
@@ -224,10 +225,15 @@ def _hand_to_reviewer(application_id: str, status: str) -> None:
     log.error("automatic review of %s failed %d times; handed to a reviewer", application_id, MAX_REVIEW_ATTEMPTS)
     try:
         with unit_of_work():
-            app = db.session.get(Application, application_id)
-            _decide(app, "manual_review", "system", "AUTO_REVIEW_FAILED", from_status=status,
-                    policy_=policy_for(app.authorizer.region_code))
-    except ApiError:  # decided meanwhile (or his region left the scheme: the sweeper tries again)
+            app = db.session.get(Application, application_id, with_for_update=True)
+            if app.status == "reviewing" and app.lease_until and app.lease_until > utcnow():
+                return  # a review has claimed it meanwhile
+            region = policy_or_none(app.authorizer.region_code)
+            if region is None:  # as the review itself would: his region has left the scheme
+                _decide(app, "rejected", "system", "REGION_NOT_COVERED", from_status=app.status)
+            else:
+                _decide(app, "manual_review", "system", "AUTO_REVIEW_FAILED", from_status=app.status, policy_=region)
+    except ApiError:  # decided meanwhile
         pass
 
 
@@ -489,6 +495,7 @@ def decide_manually(staff: StaffUser, application_id: str, decision: str, reason
 def expire_overdue(now: dt.datetime | None = None) -> int:
     """Manual reviews not decided by their deadline become `expired` (one indexed query finds them)."""
     now = now or utcnow()
+    _date_undated_reviews()
     overdue = db.session.scalars(select(Application.id).where(Application.status == "manual_review",
                                                               Application.review_due_at <= now)).all()
     db.session.rollback()
@@ -502,6 +509,21 @@ def expire_overdue(now: dt.datetime | None = None) -> int:
         except ApiError:  # decided meanwhile
             pass
     return count
+
+
+def _date_undated_reviews() -> None:
+    """Gives a deadline to manual reviews that have none: moved there by a process still running the code of
+    before `review_due_at` (a rolling deploy), after the migration's backfill. Counted, as there, from when the
+    application entered manual review, under its region's policy (5 days when the region has none)."""
+    undated = db.session.scalars(select(Application.id).where(Application.status == "manual_review",
+                                                              Application.review_due_at.is_(None))).all()
+    db.session.rollback()
+    for app_id in undated:
+        with unit_of_work():
+            app = db.session.get(Application, app_id)
+            entered = max((e.at for e in app.events if e.status == "manual_review"), default=app.updated_at)
+            region = policy_or_none(app.authorizer.region_code)
+            app.review_due_at = entered + dt.timedelta(days=region.manual_review_days if region else 5)
 
 
 def requeue_stuck(older_than: dt.timedelta) -> int:

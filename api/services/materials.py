@@ -14,7 +14,7 @@ from sqlalchemy import select
 from api import policy
 from api.errors import ApiError
 from api.extensions import db
-from api.models import Material, Person, StaffUser, application_materials
+from api.models import Application, Material, Person, StaffUser, application_materials
 from api.services.tx import unit_of_work
 
 log = logging.getLogger(__name__)
@@ -119,12 +119,14 @@ def owned_file(owner: Person | StaffUser, material_id: str) -> tuple[Material, P
 
 
 def file_for_review(reviewer: StaffUser, material_id: str) -> tuple[Material, Path]:
-    """A proof attached to an application, for the reviewer who decides it (审核员); each reading is audited.
-    A material attached to no application stays its owner's alone (404, like a missing one)."""
+    """A proof attached to an application awaiting a reviewer (审核员), for him to decide it; each reading is
+    audited. Any other material (not attached, or its application decided) answers 404, like a missing one."""
     from api.services.audit import record
-    material = db.session.scalar(select(Material).where(
-        Material.id == str(material_id)[:64],
-        Material.id.in_(select(application_materials.c.material_id))))
+    awaiting = select(application_materials.c.material_id).join(
+        Application, Application.id == application_materials.c.application_id).where(
+        Application.status == "manual_review")
+    material = db.session.scalar(select(Material).where(Material.id == str(material_id)[:64],
+                                                        Material.id.in_(awaiting)))
     if material is None:
         raise ApiError("NOT_FOUND", 404)
     found = material_file(material)

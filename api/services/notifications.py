@@ -52,7 +52,9 @@ def dispatch_new() -> None:
     """
     ids = g.pop("new_notifications", [])
     if ids:
-        enqueue(NOTIFICATIONS, "workers.jobs.deliver_notifications", f"notify-{ids[0]}", ids)
+        # named after the newest: an older pending notice sent along (see `send_pending_with_new`) may have a
+        # job of its own, `notify-<id>`, and a job of that name would be taken for this one and dropped
+        enqueue(NOTIFICATIONS, "workers.jobs.deliver_notifications", f"notify-batch-{ids[-1]}", ids)
 
 
 def discard_new() -> None:

@@ -113,9 +113,9 @@ class Applications(MethodView):
     def post(self, data):
         """提交家庭共济申请（授权人为本人）: 202 {id, status, receipt_no}; rules refused → 422 with the engine's code."""
         person = current_person()
-        ratelimit.hit("apply", str(person.id), per_account="RATELIMIT_APPLY_PER_PERSON", per_ip=None)
 
-        def act():
+        def act():  # not run for a replay: that answers what the first request got, and is not counted
+            ratelimit.hit("apply", str(person.id), per_account="RATELIMIT_APPLY_PER_PERSON", per_ip=None)
             materials = []
             if data["material_ids"]:
                 from api.services.materials import owned_materials
