@@ -1,7 +1,7 @@
 """Applications, bindings and the inbox of a person (mini-program API)."""
 from flask import request
 from flask.views import MethodView
-from api.schemas import BEARER, Blueprint
+from api.schemas import BEARER, Blueprint, ErrorBody
 from marshmallow import Schema, ValidationError, fields, validate
 
 from api import policy, ratelimit
@@ -110,6 +110,14 @@ class Applications(MethodView):
     @blp.response(202)
     @blp.doc(parameters=[{"in": "header", "name": "Idempotency-Key", "required": False,
                           "schema": {"type": "string"}}])
+    @blp.alt_response(400, schema=ErrorBody, description="INVALID_INPUT、INVALID_ID_NUMBER、VALID_UNTIL_IN_PAST")
+    @blp.alt_response(409, schema=ErrorBody, description="DUPLICATE_BINDING、DUPLICATE_APPLICATION、"
+                                                         "IDEMPOTENCY_KEY_REUSED（同一 Idempotency-Key 用于不同内容）")
+    @blp.alt_response(422, schema=ErrorBody, description=(
+        "政策引擎的拒绝代码: AUTHORIZER_*、BENEFICIARY_*、SELF_BINDING、RELATION_*、SPOUSE_LIMIT、PARENT_LIMIT、"
+        "BENEFICIARY_LIMIT、AUTHORIZER_LIMIT、MATERIAL_NOT_FOUND; REGION_NOT_COVERED 本地区尚未开通家庭共济 "
+        "(before 2026-11-25 this case answered OUT_OF_SCOPE, which now means only R7's area of use)"))
+    @blp.alt_response(429, schema=ErrorBody, description="RATE_LIMITED：每人每小时最多 20 次申请（重放不计）")
     def post(self, data):
         """提交家庭共济申请（授权人为本人）: 202 {id, status, receipt_no}; rules refused → 422 with the engine's code."""
         person = current_person()
@@ -131,7 +139,9 @@ class Applications(MethodView):
     @blp.arguments(PageArgs, location="query")
     @blp.response(200, ApplicationsAnswer)
     def get(self, args):
-        """本人的申请（作为授权人或被申请的共济人员）, newest first."""
+        """本人的申请（作为授权人或被申请的共济人员）, newest first. `relation` / `relation_label` are what the
+        counterpart is to the caller, as in `counterpart` and in GET /bindings (a beneficiary sees 父母 where his
+        parent applied for 子女); `authorizer` and `beneficiary` name the two sides as they are."""
         person = current_person()
         rows, cursor = paginate(applications.list_for(person), applications.Application, args["limit"],
                                 args["cursor"])
