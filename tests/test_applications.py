@@ -75,18 +75,24 @@ def test_apply_approve_notify_and_revoke_by_beneficiary(client, family):
     assert all(n.delivery_status == "sent" for n in revoked)
 
 
-def test_no_kinship_record_with_proof_goes_to_a_reviewer_who_approves(client, family):
+def submit_with_proof(authorizer, beneficiary, relation):
+    """An application with a 户口簿 attached (the file itself is tested in test_materials), submitted through the
+    service; the registry has no record of them, so its review goes to a reviewer."""
     from api.models import Material
-    material = Material(owner_person_id=family.husband.id, kind="household_register", content_type="image/png",
+    from api.services import applications
+    material = Material(owner_person_id=authorizer.id, kind="household_register", content_type="image/png",
                         size=10, sha256="0" * 64, storage_name="x")
     db.session.add(material)
     db.session.commit()
+    return applications.submit(authorizer, {"beneficiary_name": beneficiary.name,
+                                            "beneficiary_id_number": beneficiary.id_number, "relation": relation},
+                               "wechat", materials=[material])
+
+
+def test_no_kinship_record_with_proof_goes_to_a_reviewer_who_approves(client, family):
     sibling = factories.person("王建军", insurance_type="resident", balance_fen=None, region_code="440106")
-    body = {"beneficiary_name": sibling.name, "beneficiary_id_number": sibling.id_number, "relation": "sibling"}
-    # materials are attached by the service (material upload is tested on its own)
-    from api.services import applications
-    app = applications.submit(family.husband, body | {"monthly_limit_fen": None, "per_payment_limit_fen": None,
-                                                      "valid_until": None}, "wechat", materials=[material])
+    app = submit_with_proof(family.husband, sibling, "sibling")
+    material = app.materials[0]
     run_worker()
     assert db.session.get(Application, app.id).status == "manual_review"
 
@@ -340,14 +346,7 @@ def test_bad_input_is_a_chinese_400(client, family):
 def test_manual_review_not_decided_in_time_expires(client, family):
     from api.services import applications
     sibling = factories.person("王建军", insurance_type="resident", balance_fen=None, region_code="440106")
-    from api.models import Material
-    material = Material(owner_person_id=family.husband.id, kind="household_register", content_type="image/png",
-                        size=10, sha256="0" * 64, storage_name="x")
-    db.session.add(material)
-    db.session.commit()
-    app = applications.submit(family.husband, {"beneficiary_name": sibling.name,
-                                               "beneficiary_id_number": sibling.id_number, "relation": "sibling"},
-                              "wechat", materials=[material])
+    app = submit_with_proof(family.husband, sibling, "sibling")
     before = dt.datetime.now(dt.timezone.utc)
     run_worker()
     waiting = db.session.get(Application, app.id)
@@ -371,15 +370,8 @@ def test_manual_review_not_decided_in_time_expires(client, family):
 
 def test_a_manual_review_left_without_a_deadline_gets_one_and_expires(client, family):
     """Moved to manual review by a process still running the code of before review_due_at (a rolling deploy)."""
-    from api.models import Material
     from api.services import applications
-    material = Material(owner_person_id=family.husband.id, kind="household_register", content_type="image/png",
-                        size=10, sha256="0" * 64, storage_name="x")
-    db.session.add(material)
-    db.session.commit()
-    app = applications.submit(family.husband, {"beneficiary_name": family.stranger.name,
-                                               "beneficiary_id_number": family.stranger.id_number,
-                                               "relation": "child"}, "wechat", materials=[material])
+    app = submit_with_proof(family.husband, family.stranger, "child")
     run_worker()
     db.session.execute(update(Application).where(Application.id == app.id).values(review_due_at=None))
     db.session.commit()
@@ -392,15 +384,7 @@ def test_a_manual_review_left_without_a_deadline_gets_one_and_expires(client, fa
 
 
 def test_a_reviewers_reason_is_masked_before_the_people_read_it(client, family):
-    from api.models import Material
-    from api.services import applications
-    material = Material(owner_person_id=family.husband.id, kind="household_register", content_type="image/png",
-                        size=10, sha256="0" * 64, storage_name="x")
-    db.session.add(material)
-    db.session.commit()
-    app = applications.submit(family.husband, {"beneficiary_name": family.stranger.name,
-                                               "beneficiary_id_number": family.stranger.id_number,
-                                               "relation": "child"}, "wechat", materials=[material])
+    app = submit_with_proof(family.husband, family.stranger, "child")
     run_worker()
     reason = f"户口簿上的身份证号 {family.stranger.id_number} 与电话 13912345678 不符"
     r = client.post(f"/api/v1/staff/reviews/{app.id}/decision", json={"decision": "reject", "reason": reason},
