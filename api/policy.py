@@ -32,6 +32,7 @@ ITEM_CATEGORIES = MEDICAL_CATEGORIES | {"non_medical"}
 AREAS = ("pooling", "province", "national")
 AREA_NAMES = {"pooling": "本统筹区", "province": "本省", "national": "全国（跨省）"}
 PENDING_APPLICATION = ("submitted", "reviewing", "manual_review")
+DEFAULT_MANUAL_REVIEW_DAYS = 5  # 审核时限 where a policy does not set manual_review_days
 
 
 class PolicyError(ValueError):
@@ -56,7 +57,7 @@ class Policy:
     proof: frozenset[str] = frozenset({"registry", "materials"})  # registry | materials | commitment
     review: str = "auto"                    # auto: registry-confirmed relations pass without a reviewer | manual
     required_materials: tuple[str, ...] = ("id_card", "insurance_card")
-    manual_review_days: int = 5
+    manual_review_days: int = DEFAULT_MANUAL_REVIEW_DAYS
     multi_authorizer_settlement: bool = True  # may one settlement draw on several authorizers?
 
     @classmethod
@@ -76,7 +77,7 @@ class Policy:
                 review=data.get("review", "auto"),
                 required_materials=_strings(data.get("required_materials", ["id_card", "insurance_card"]),
                                             "required_materials"),
-                manual_review_days=data.get("manual_review_days", 5),
+                manual_review_days=data.get("manual_review_days", DEFAULT_MANUAL_REVIEW_DAYS),
                 multi_authorizer_settlement=data.get("multi_authorizer_settlement", True),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -288,8 +289,10 @@ def review_outcome(policy: Policy, kinship_confirmed: bool, material_kinds: set[
     return ReviewOutcome("rejected", "KINSHIP_NOT_CONFIRMED")
 
 
-def review_deadline(policy: Policy, entered_manual_review_at: dt.datetime) -> dt.datetime:
-    return entered_manual_review_at + dt.timedelta(days=policy.manual_review_days)
+def review_deadline(policy: Policy | None, entered_manual_review_at: dt.datetime) -> dt.datetime:
+    """审核时限: the policy's days from entering manual review (the default where the region has no policy)."""
+    days = policy.manual_review_days if policy else DEFAULT_MANUAL_REVIEW_DAYS
+    return entered_manual_review_at + dt.timedelta(days=days)
 
 
 # --- R7–R10: settlement ---------------------------------------------------------------------------------------

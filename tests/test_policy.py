@@ -628,3 +628,11 @@ def test_the_beneficiarys_region_may_cap_authorizers_more_strictly():
     assert relation_refusal(sx, "child", child, [], [first]) is None
     assert relation_refusal(sx, "child", child, [], [first], beneficiary_policy=zj) == "AUTHORIZER_LIMIT"
     assert relation_refusal(sx, "child", child, [], [], beneficiary_policy=zj) is None
+
+
+def test_the_manual_review_deadline_is_the_policys_days_or_the_default():
+    entered = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.timezone.utc)
+    shanxi = Policy.from_dict(_demo_data("14"))
+    assert engine.review_deadline(shanxi, entered) == entered + dt.timedelta(days=shanxi.manual_review_days)
+    assert engine.review_deadline(None, entered) == entered + dt.timedelta(days=engine.DEFAULT_MANUAL_REVIEW_DAYS)
+    assert engine.DEFAULT_MANUAL_REVIEW_DAYS == 5

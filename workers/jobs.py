@@ -16,7 +16,8 @@ class JobFailed(RuntimeError):
     traceback goes to the log, whose formatter masks it too. (A database error's text quotes its parameters.)"""
 
 
-def _fresh_session(fn):
+def _job(fn):
+    """A job's frame: a session of its own, ended after the job; a failure recorded masked (see JobFailed)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -32,19 +33,19 @@ def _fresh_session(fn):
     return wrapper
 
 
-@_fresh_session
+@_job
 def review_application(application_id: str):
     from api.services import applications
     return applications.review(application_id)
 
 
-@_fresh_session
+@_job
 def deliver_notification(notification_id: str):
     from api.services import notifications
     return notifications.deliver(notification_id)
 
 
-@_fresh_session
+@_job
 def deliver_notifications(notification_ids: list):
     """Sends a batch (one transition's messages); a channel failure is retried by RQ, the sent ones are no-ops then."""
     from api.notify import DeliveryFailed
@@ -60,7 +61,7 @@ def noop(i=None):
     return i
 
 
-@_fresh_session
+@_job
 def sweep(grace_seconds: int = 30) -> dict:
     """Reconciles the database with the queues: nothing pending is left without a job."""
     from api.services import applications, notifications

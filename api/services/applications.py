@@ -514,7 +514,7 @@ def expire_overdue(now: dt.datetime | None = None) -> int:
 def _date_undated_reviews() -> None:
     """Gives a deadline to manual reviews that have none: moved there by a process still running the code of
     before `review_due_at` (a rolling deploy), after the migration's backfill. Counted, as there, from when the
-    application entered manual review, under its region's policy (5 days when the region has none)."""
+    application entered manual review, under its region's policy."""
     undated = db.session.scalars(select(Application.id).where(Application.status == "manual_review",
                                                               Application.review_due_at.is_(None))).all()
     db.session.rollback()
@@ -522,8 +522,7 @@ def _date_undated_reviews() -> None:
         with unit_of_work():
             app = db.session.get(Application, app_id)
             entered = max((e.at for e in app.events if e.status == "manual_review"), default=app.updated_at)
-            region = policy_or_none(app.authorizer.region_code)
-            app.review_due_at = entered + dt.timedelta(days=region.manual_review_days if region else 5)
+            app.review_due_at = policy.review_deadline(policy_or_none(app.authorizer.region_code), entered)
 
 
 def requeue_stuck(older_than: dt.timedelta) -> int:

@@ -1,4 +1,5 @@
-"""申请材料: uploads judged by their content, stored under UPLOAD_DIR with random names, readable by their owner and, once attached to an application, by its reviewers."""
+"""申请材料: uploads judged by their content, stored under UPLOAD_DIR with random names, readable by their owner and,
+while the application they prove awaits a reviewer, by the reviewers."""
 from __future__ import annotations
 
 import hashlib
