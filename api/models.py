@@ -156,6 +156,8 @@ class StaffUser(db.Model):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     roles: Mapped[list] = mapped_column(JSON)
+    # the province whose insured this clerk or reviewer serves; None = national (an operator's deliberate choice)
+    region_code: Mapped[str | None] = mapped_column(String(2))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -202,9 +204,12 @@ class Application(db.Model):
     relation: Mapped[str] = mapped_column(String(24))
     monthly_limit_fen: Mapped[int | None] = mapped_column(BigInteger)
     per_payment_limit_fen: Mapped[int | None] = mapped_column(BigInteger)
+    valid_from: Mapped[dt.date | None] = mapped_column(Date)
     valid_until: Mapped[dt.date | None] = mapped_column(Date)
     channel: Mapped[str] = mapped_column(String(16))
     created_by_staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    # R4 at the window: the identity documents the clerk saw (online, 实名认证 stands for them)
+    materials_seen: Mapped[list | None] = mapped_column(JSON)
     # submitted | reviewing | manual_review | approved | rejected | withdrawn | expired
     status: Mapped[str] = mapped_column(String(16), index=True, default="submitted")
     lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # a reviewing worker's claim
@@ -252,6 +257,7 @@ class Binding(db.Model):
     status: Mapped[str] = mapped_column(String(10), default="active")  # active | revoked
     monthly_limit_fen: Mapped[int | None] = mapped_column(BigInteger)
     per_payment_limit_fen: Mapped[int | None] = mapped_column(BigInteger)
+    valid_from: Mapped[dt.date | None] = mapped_column(Date)
     valid_until: Mapped[dt.date | None] = mapped_column(Date)
     priority: Mapped[int | None] = mapped_column(Integer)  # beneficiary's order of use; None = by age
     application_id: Mapped[str | None] = mapped_column(String(32))
@@ -302,7 +308,9 @@ class Notification(db.Model):
     application_id: Mapped[str | None] = mapped_column(String(32), index=True)
     binding_id: Mapped[str | None] = mapped_column(String(32))
     channel: Mapped[str] = mapped_column(String(16))  # wechat | alipay | sms
-    delivery_status: Mapped[str] = mapped_column(String(10), default="pending", index=True)  # pending|sent|failed
+    # pending | sending (handed to the provider, outcome unknown until sent) | sent | failed
+    delivery_status: Mapped[str] = mapped_column(String(10), default="pending", index=True)
+    sending_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # the lease of a `sending` delivery
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
