@@ -51,13 +51,16 @@ def create_app(test_config: dict | None = None) -> Flask:
     smorest.ERROR_SCHEMA = ErrorBody  # document our error body, not flask-smorest's
     smorest.init_app(app)
 
+    from workers.queues import RQJobQueue
+    app.extensions["job_queue"] = RQJobQueue()  # what services enqueue through (api.jobs)
+
     from api.errors import register_error_handlers
     register_error_handlers(app)
 
     @app.before_request
     def _forget_previous_caller():
         # g lives in the app context, which an outer context (tests, CLI) may share between requests
-        for key in ("person", "channel", "staff", "institution", "in_unit", "pending_jobs"):
+        for key in ("person", "channel", "staff", "institution"):
             g.pop(key, None)
         g.started = time.monotonic()
 

@@ -173,9 +173,12 @@ class PersonFacts:
 
 @dataclass(frozen=True)
 class ExistingLink:
-    """An active binding or an application still in progress, seen from the authorizer or the beneficiary."""
+    """An active binding or an application in progress of one person, seen from his side: `relation` is what the
+    counterpart is to him (his spouse, his parent …), `role` the part he plays in it (authorizer gives, beneficiary
+    receives)."""
     relation: str
     counterpart: PersonFacts
+    role: str = "authorizer"
 
 
 def same_area(area: str, region_a: str, region_b: str) -> bool:
@@ -220,34 +223,46 @@ def beneficiary_refusal(policy: Policy, authorizer: PersonFacts, beneficiary: Pe
     return None
 
 
-def relation_refusal(policy: Policy, relation: str, beneficiary: PersonFacts,
+def relation_refusal(policy: Policy, relation: str, authorizer: PersonFacts, beneficiary: PersonFacts,
                      authorizer_links: list[ExistingLink], beneficiary_links: list[ExistingLink],
                      beneficiary_policy: Policy | None = None) -> str | None:
     """R3 and R5: the relation is admitted here, the caps hold, and no duplicate exists.
 
-    `authorizer_links` are the authorizer's active bindings and pending applications (as authorizer);
-    `beneficiary_links` are the beneficiary's (as beneficiary), each naming the authorizer as counterpart.
-    The cap on authorizers per beneficiary is the stricter of the two regions' (浙江 limits its insured to one
-    authorizer even when the authorizer's region does not).
+    Each person's links are all his active bindings and applications in progress, as authorizer or beneficiary,
+    seen from his side. The family caps count both people in both directions: nobody gets a second spouse, or a
+    second father or mother, whoever of the two applies. The cap on authorizers per beneficiary is the stricter of
+    the two regions' (浙江 limits its insured to one authorizer even when the authorizer's region does not).
     """
     if relation not in RELATIONS:
         return "RELATION_UNKNOWN"
     if relation not in policy.relations:
         return "RELATION_NOT_ALLOWED"
-    if any(link.counterpart.id_number == beneficiary.id_number for link in authorizer_links):
+    giving = [link for link in authorizer_links if link.role == "authorizer"]
+    receiving = [link for link in beneficiary_links if link.role == "beneficiary"]
+    if any(link.counterpart.id_number == beneficiary.id_number for link in giving):
         return "DUPLICATE_BINDING"
     if relation == "spouse" and policy.max_spouses is not None:
-        if sum(1 for link in authorizer_links if link.relation == "spouse") >= policy.max_spouses:
+        if len(_others(authorizer_links, "spouse", beneficiary)) >= policy.max_spouses or \
+                len(_others(beneficiary_links, "spouse", authorizer)) >= policy.max_spouses:
             return "SPOUSE_LIMIT"
-    if relation == "parent" and policy.one_father_one_mother:
-        if any(link.relation == "parent" and link.counterpart.male == beneficiary.male for link in authorizer_links):
+    if relation in ("parent", "child") and policy.one_father_one_mother:
+        # the child of the two already has a parent of the other one's sex: a second father or mother
+        child_links, parent = (authorizer_links, beneficiary) if relation == "parent" else (beneficiary_links, authorizer)
+        if any(link.relation == "parent" and link.counterpart.male == parent.male
+               for link in child_links if link.counterpart.id_number != parent.id_number):
             return "PARENT_LIMIT"
-    if policy.max_beneficiaries is not None and len(authorizer_links) >= policy.max_beneficiaries:
+    if policy.max_beneficiaries is not None and len(giving) >= policy.max_beneficiaries:
         return "BENEFICIARY_LIMIT"
     caps = [p.max_authorizers for p in (policy, beneficiary_policy) if p is not None and p.max_authorizers]
-    if caps and len(beneficiary_links) >= min(caps):
+    if caps and len(receiving) >= min(caps):
         return "AUTHORIZER_LIMIT"
     return None
+
+
+def _others(links: list[ExistingLink], relation: str, partner: PersonFacts) -> set[str]:
+    """The people other than `partner` who are the owner's `relation` in his links."""
+    return {link.counterpart.id_number for link in links
+            if link.relation == relation and link.counterpart.id_number != partner.id_number}
 
 
 def application_refusal(policy: Policy, authorizer: PersonFacts, beneficiary: PersonFacts | None, relation: str,
@@ -256,8 +271,23 @@ def application_refusal(policy: Policy, authorizer: PersonFacts, beneficiary: Pe
     """R1–R3 and R5 in the order a person would want to hear them; None when the application may go on."""
     return (authorizer_refusal(policy, authorizer)
             or beneficiary_refusal(policy, authorizer, beneficiary)
-            or relation_refusal(policy, relation, beneficiary, authorizer_links, beneficiary_links,
+            or relation_refusal(policy, relation, authorizer, beneficiary, authorizer_links, beneficiary_links,
                                 beneficiary_policy))
+
+
+ONLINE_CHANNELS = ("wechat", "alipay", "suishenban", "nhsa_app", "web")
+
+
+def identity_documents_missing(policy: Policy, channel: str, seen: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """R4, the identity part: the policy's `required_materials` (身份证, 医保卡 of both persons).
+
+    Online, the login's 实名认证 has checked the applicant's identity and the registry holds both people's cards, so
+    nothing more is asked; at the window (`window`), the clerk records each document he has seen, and what he has
+    not seen is missing.
+    """
+    if channel in ONLINE_CHANNELS:
+        return []
+    return [kind for kind in policy.required_materials if kind not in seen]
 
 
 def kinship_matches(relation: str, records: list[tuple[str, str, str]], a: str, b: str) -> bool:
@@ -309,6 +339,12 @@ class FamilySource:
     used_this_month_fen: int = 0
     per_payment_limit_fen: int | None = None
     valid_until: dt.date | None = None
+    valid_from: dt.date | None = None
+
+
+def in_effect(valid_from: dt.date | None, valid_until: dt.date | None, today: dt.date) -> bool:
+    """R10 validity window (江苏: 授权起止日期): both dates count, and a missing one sets no bound."""
+    return (valid_from is None or valid_from <= today) and (valid_until is None or today <= valid_until)
 
 
 def settlement_refusal(patient: PersonFacts, credential_is_patients: bool, institution_designated: bool) -> str | None:
@@ -331,7 +367,7 @@ def eligible_fen(items: list[dict]) -> int:
 
 def family_source_available(source: FamilySource, institution_region: str, today: dt.date) -> int:
     """R7 and R10 limits: what this binding may pay now, before the account's own balance is looked at."""
-    if source.valid_until is not None and today > source.valid_until:
+    if not in_effect(source.valid_from, source.valid_until, today):
         return 0
     if not same_area(source.policy.use_scope, source.authorizer.region_code, institution_region):
         return 0

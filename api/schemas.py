@@ -16,7 +16,7 @@ from api.channels import CHANNELS
 from api.masking import mask_id, mask_phone
 from api.models import Person
 from api.services import people
-from api.services.accounts import STAFF_ROLES
+from api.services.logins import STAFF_ROLES
 
 INSURANCE_TYPES = {"employee": "职工医保", "resident": "居民医保"}
 PERSON_STATUSES = {"normal": "正常参保", "suspended": "暂停参保", "terminated": "终止参保"}

@@ -162,7 +162,7 @@ def test_a_withdrawal_before_the_review_tells_of_the_submission_first(client, fa
 def test_a_withdrawal_is_told_even_when_the_sweeper_has_queued_the_submission_notice(client, family):
     """The withdrawal's job carries the waiting 受理 notices too; a job the sweeper queued for one of them must not
     be mistaken for it (the two used to share a name, and the withdrawal's was dropped)."""
-    from workers.queues import NOTIFICATIONS, enqueue
+    from api.jobs import NOTIFICATIONS, enqueue
     app_id = apply(client, family.husband, family.wife, "spouse").json["id"]
     oldest = db.session.scalar(select(Notification.id).where(Notification.application_id == app_id)
                                .order_by(Notification.created_at, Notification.id))
@@ -344,7 +344,7 @@ def test_bad_input_is_a_chinese_400(client, family):
 
 
 def test_manual_review_not_decided_in_time_expires(client, family):
-    from api.services import applications
+    from api.services import applications, sweeper
     sibling = factories.person("王建军", insurance_type="resident", balance_fen=None, region_code="440106")
     app = submit_with_proof(family.husband, sibling, "sibling")
     before = dt.datetime.now(dt.timezone.utc)
@@ -358,29 +358,29 @@ def test_manual_review_not_decided_in_time_expires(client, family):
                                                               Notification.kind == "application_manual_review")).all()
     due_day = f"{waiting.review_due_at.astimezone(SHANGHAI):%Y年%m月%d日}"
     assert len(told) == 2 and all(f"预计{due_day}前完成" in body for body in told)
-    assert applications.expire_overdue(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=4)) == 0  # 44: 5 days
-    assert applications.expire_overdue(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=6)) == 1
+    assert sweeper.expire_overdue(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=4)) == 0  # 44: 5 days
+    assert sweeper.expire_overdue(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=6)) == 1
     db.session.rollback()
     expired = db.session.get(Application, app.id)
     assert expired.status == "expired" and expired.reason_code == "REVIEW_EXPIRED"
     kinds = db.session.scalars(select(Notification.kind).where(Notification.application_id == app.id)).all()
     assert kinds.count("application_expired") == 2
-    assert applications.expire_overdue(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)) == 0
+    assert sweeper.expire_overdue(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)) == 0
 
 
 def test_a_manual_review_left_without_a_deadline_gets_one_and_expires(client, family):
     """Moved to manual review by a process still running the code of before review_due_at (a rolling deploy)."""
-    from api.services import applications
+    from api.services import applications, sweeper
     app = submit_with_proof(family.husband, family.stranger, "child")
     run_worker()
     db.session.execute(update(Application).where(Application.id == app.id).values(review_due_at=None))
     db.session.commit()
     entered = db.session.scalar(select(ApplicationEvent.at).where(ApplicationEvent.application_id == app.id,
                                                                   ApplicationEvent.status == "manual_review"))
-    assert applications.expire_overdue(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=4)) == 0
+    assert sweeper.expire_overdue(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=4)) == 0
     db.session.rollback()
     assert db.session.get(Application, app.id).review_due_at == entered + dt.timedelta(days=5)  # 44: 5 days
-    assert applications.expire_overdue(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=6)) == 1
+    assert sweeper.expire_overdue(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=6)) == 1
 
 
 def test_a_reviewers_reason_is_masked_before_the_people_read_it(client, family):

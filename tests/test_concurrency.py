@@ -2,7 +2,7 @@
 
 On SQLite writers take turns anyway; on PostgreSQL two transactions would each read "no authorizer yet" and both
 insert (the unique index covers a pair, not a beneficiary) were the people's rows not locked before the rules read
-them (`api.services.applications.lock_people`), and that lock must not deadlock with a transaction that holds an
+them (`api.services.rule_facts.lock_people`), and that lock must not deadlock with a transaction that holds an
 application's row and then writes rows pointing at those people.
 """
 import datetime as dt
@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from api.extensions import db
 from api.models import Application, Material, Person, StaffUser
-from api.services import applications
+from api.services import applications, manual_reviews, rule_facts, sweeper
 from tests import factories
 from tests.lifecycle_helpers import person_headers, run_worker, staff_headers
 
@@ -107,7 +107,7 @@ def test_a_manual_approval_racing_a_withdrawal_or_an_expiry_loses_cleanly(clean_
 
     if db.engine.dialect.name == "postgresql":  # on SQLite the writers' lock lets only one of them in at a time
         both_hold = threading.Barrier(2, timeout=10)
-        announce, lock = applications._announce, applications.lock_people
+        announce, lock = applications.announce, rule_facts.lock_people
 
         def announce_after_barrier(app, status, *args, **kwargs):
             if status in ("withdrawn", "expired"):
@@ -119,8 +119,8 @@ def test_a_manual_approval_racing_a_withdrawal_or_an_expiry_loses_cleanly(clean_
             if threading.current_thread().name == "approval":
                 both_hold.wait()  # the people's rows are ours
 
-        monkeypatch.setattr(applications, "_announce", announce_after_barrier)
-        monkeypatch.setattr(applications, "lock_people", lock_then_barrier)
+        monkeypatch.setattr(applications, "announce", announce_after_barrier)
+        monkeypatch.setattr(rule_facts, "lock_people", lock_then_barrier)
 
     results = {}
 
@@ -138,10 +138,10 @@ def test_a_manual_approval_racing_a_withdrawal_or_an_expiry_loses_cleanly(clean_
         if other == "withdraw":
             applications.withdraw(db.session.get(Person, brother_id), app_id)
         else:
-            applications.expire_overdue(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30))
+            sweeper.expire_overdue(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30))
 
     def approve():
-        applications.decide_manually(db.session.get(StaffUser, reviewer_id), app_id, "approve", "户口本已核")
+        manual_reviews.decide_manually(db.session.get(StaffUser, reviewer_id), app_id, "approve", "户口本已核")
 
     threads = [threading.Thread(target=run, args=("other", withdraw_or_expire), name="other"),
                threading.Thread(target=run, args=("approval", approve), name="approval")]

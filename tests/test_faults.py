@@ -199,11 +199,11 @@ def test_a_job_delivered_twice_changes_nothing_twice(client):
 
 
 def test_a_review_claimed_by_a_dead_worker_waits_for_its_lease_then_is_done_once(client):
-    from api.services import applications
+    from api.services import reviews
     ((husband, wife),) = couples(1)
     (app_id,) = submit_all(client, [(husband, wife)])
 
-    assert applications.claim(app_id)  # a worker claims it and dies
+    assert reviews.claim(app_id)  # a worker claims it and dies
     assert jobs.review_application(app_id) is None  # the lease still holds: a second delivery waits
     assert fresh().get(Application, app_id).status == "reviewing"
 

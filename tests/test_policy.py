@@ -166,12 +166,13 @@ ADMITTED = {
     for region in ALL_REGIONS for relation in ("parent_in_law", "father_in_law", "岳父母", "friend", "")
 ])
 def test_r3_relation_per_region(region, relation, expected):
-    assert relation_refusal(POLICIES[region], relation, resident(HOME[region]), [], []) == expected
+    assert relation_refusal(POLICIES[region], relation, facts(HOME[region]), resident(HOME[region]), [], []) == expected
 
 
 def test_r3_sibling_refused_in_shanghai_and_admitted_in_guangdong():
-    assert relation_refusal(POLICIES["31"], "sibling", resident("310101"), [], []) == "RELATION_NOT_ALLOWED"
-    assert relation_refusal(POLICIES["44"], "sibling", resident("440104"), [], []) is None
+    assert relation_refusal(POLICIES["31"], "sibling", facts("310101"), resident("310101"), [], []) == \
+        "RELATION_NOT_ALLOWED"
+    assert relation_refusal(POLICIES["44"], "sibling", facts("440104"), resident("440104"), [], []) is None
 
 
 def _father() -> PersonFacts:
@@ -199,12 +200,33 @@ CAP_CASES = [
     ("44", "child", "new", [("child", "other")] * 20, [], None),
     ("33", "child", "new", [("child", "other")] * 20, [], None),
     # one authorizer per beneficiary in 浙江 and 泰安, several elsewhere
-    ("33", "child", "new", [], [("parent", "other")], "AUTHORIZER_LIMIT"),
-    ("37", "child", "new", [], [("parent", "other")], "AUTHORIZER_LIMIT"),
-    ("44", "child", "new", [], [("parent", "other")] * 3, None),
-    ("14", "child", "new", [], [("parent", "other")] * 3, None),
-    ("31", "child", "new", [], [("parent", "other")] * 3, None),
+    ("33", "child", "new", [], [("grandparent", "other", "beneficiary")], "AUTHORIZER_LIMIT"),
+    ("37", "child", "new", [], [("grandparent", "other", "beneficiary")], "AUTHORIZER_LIMIT"),
+    ("44", "child", "new", [], [("grandparent", "other", "beneficiary")] * 3, None),
+    ("14", "child", "new", [], [("grandparent", "other", "beneficiary")] * 3, None),
+    ("31", "child", "new", [], [("grandparent", "other", "beneficiary")] * 3, None),
     ("33", "child", "new", [], [], None),
+    # what the beneficiary authorizes himself does not count against authorizers per beneficiary
+    ("33", "child", "new", [], [("child", "other", "authorizer")], None),
+    # --- both people, both directions (links are seen from their owner's side: what the other is to him) ---
+    # the authorizer's spouse authorized him: he cannot name a second spouse
+    *[(r, "spouse", "new", [("spouse", "other", "beneficiary")], [], "SPOUSE_LIMIT") for r in ALL_REGIONS],
+    # B already has a spouse (C authorized B, or B authorized C): B cannot become A's spouse as well
+    *[(r, "spouse", "new", [], [("spouse", "other", "beneficiary")], "SPOUSE_LIMIT") for r in ALL_REGIONS],
+    *[(r, "spouse", "new", [], [("spouse", "other", "authorizer")], "SPOUSE_LIMIT") for r in ALL_REGIONS],
+    # the same couple the other way round is the same spouse, not a second one
+    *[(r, "spouse", "new", [("spouse", "new", "beneficiary")], [("spouse", "auth", "authorizer")], None)
+      for r in ALL_REGIONS],
+    # A's father authorized A (A sees a parent as beneficiary): a second father is refused, a mother is not
+    *[(r, "parent", "father", [("parent", "father2", "beneficiary")], [], "PARENT_LIMIT") for r in ALL_REGIONS],
+    *[(r, "parent", "mother", [("parent", "father2", "beneficiary")], [], None) for r in ALL_REGIONS],
+    # A (a man) names B his child, but B already has a father: A would be B's second father
+    *[(r, "child", "new", [], [("parent", "father2", "beneficiary")], "PARENT_LIMIT") for r in ALL_REGIONS],
+    *[(r, "child", "new", [], [("parent", "father2", "authorizer")], "PARENT_LIMIT") for r in ALL_REGIONS],
+    *[(r, "child", "new", [], [("parent", "mother2", "authorizer")], None) for r in ALL_REGIONS],
+    # A is already B's father the other way round: not a second father
+    *[(r, "child", "new", [("parent", "new", "beneficiary")], [("child", "auth", "authorizer")], None)
+      for r in ALL_REGIONS],
 ]
 
 
@@ -212,13 +234,14 @@ CAP_CASES = [
 def test_r3_caps_and_duplicates(region, relation, who, auth_links, ben_links, expected):
     people = {"new": resident("440104", birth=dt.date(2000, 6, 6)), "father": _father(), "mother": _mother(),
               "father2": resident("440104", male=True, birth=dt.date(1940, 1, 1)),
-              "mother2": resident("440104", male=False, birth=dt.date(1941, 1, 1))}
+              "mother2": resident("440104", male=False, birth=dt.date(1941, 1, 1)),
+              "auth": facts("440104", male=True, birth=dt.date(1970, 5, 5))}
     # every "other" is a different person
     others = iter(resident("440104", birth=dt.date(1980, 1, 1) + dt.timedelta(days=i)) for i in range(100))
     pick = lambda name: next(others) if name == "other" else people[name]  # noqa: E731
-    a_links = [ExistingLink(rel, pick(name)) for rel, name in auth_links]
-    b_links = [ExistingLink(rel, pick(name)) for rel, name in ben_links]
-    assert relation_refusal(POLICIES[region], relation, people[who], a_links, b_links) == expected
+    a_links = [ExistingLink(rel, pick(name), *role) for rel, name, *role in auth_links]
+    b_links = [ExistingLink(rel, pick(name), *role) for rel, name, *role in ben_links]
+    assert relation_refusal(POLICIES[region], relation, people["auth"], people[who], a_links, b_links) == expected
 
 
 def test_r3_sex_comes_from_the_17th_digit():
@@ -624,10 +647,12 @@ def test_the_beneficiarys_region_may_cap_authorizers_more_strictly():
     from tests.factories import POLICY_DIR, id_number
     sx, zj = load_policy_file(POLICY_DIR / "14.toml"), load_policy_file(POLICY_DIR / "33.toml")
     child = PersonFacts(id_number("330106"), "resident", "normal", "330106")
-    first = ExistingLink("parent", PersonFacts(id_number("330106"), "employee", "normal", "330106", 1, 1, True))
-    assert relation_refusal(sx, "child", child, [], [first]) is None
-    assert relation_refusal(sx, "child", child, [], [first], beneficiary_policy=zj) == "AUTHORIZER_LIMIT"
-    assert relation_refusal(sx, "child", child, [], [], beneficiary_policy=zj) is None
+    mother = PersonFacts(id_number("330106", male=False), "employee", "normal", "330106", 1, 1, True)
+    father = PersonFacts(id_number("140105", male=True), "employee", "normal", "140105", 1, 1, True)
+    first = ExistingLink("parent", mother, "beneficiary")
+    assert relation_refusal(sx, "child", father, child, [], [first]) is None
+    assert relation_refusal(sx, "child", father, child, [], [first], beneficiary_policy=zj) == "AUTHORIZER_LIMIT"
+    assert relation_refusal(sx, "child", father, child, [], [], beneficiary_policy=zj) is None
 
 
 def test_the_manual_review_deadline_is_the_policys_days_or_the_default():

@@ -4,7 +4,7 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from api.models import Application, Notification, utcnow
-from api.services import applications
+from api.services import applications, reviews
 from tests.fault_helpers import apply, assert_exactly_once, couples, fresh
 from workers import jobs
 from workers.queues import REVIEWS, queue
@@ -45,14 +45,14 @@ def test_one_job_reviews_the_waiting_applications_and_drops_their_jobs(client):
 def test_a_fault_in_one_application_releases_it_and_spares_the_others(client, monkeypatch):
     ids = submit(client, 3)
     broken = ids[1]
-    real = applications._outcome
+    real = reviews._outcome
 
     def outcome(app, context, kinship):
         if app.id == broken:
             raise RuntimeError("unreadable registry record")
         return real(app, context, kinship)
 
-    monkeypatch.setattr(applications, "_outcome", outcome)
+    monkeypatch.setattr(reviews, "_outcome", outcome)
     assert run_job(ids[0]) == "approved"
 
     s = fresh()
@@ -62,7 +62,7 @@ def test_a_fault_in_one_application_releases_it_and_spares_the_others(client, mo
     assert {n.kind for n in s.scalars(select(Notification).where(Notification.application_id == broken))} \
         == {"application_submitted"}
 
-    monkeypatch.setattr(applications, "_outcome", real)
+    monkeypatch.setattr(reviews, "_outcome", real)
     assert run_job(broken) == "approved"  # the sweeper's (or RQ's) next run
     assert_exactly_once(ids)
 
@@ -70,34 +70,34 @@ def test_a_fault_in_one_application_releases_it_and_spares_the_others(client, mo
 def test_a_fault_that_aborts_the_batch_transaction_is_retried_one_by_one(client, monkeypatch):
     ids = submit(client, 3)
     broken = ids[1]
-    real = applications._announce
+    real = applications.announce
 
     def announce(app, status, *args, **kwargs):
         if app.id == broken:
             raise RuntimeError("template service down")  # after the decision's update: the transaction is lost
         return real(app, status, *args, **kwargs)
 
-    monkeypatch.setattr(applications, "_announce", announce)
+    monkeypatch.setattr(applications, "announce", announce)
     assert run_job(ids[0]) == "approved"
 
     s = fresh()
     assert [s.get(Application, i).status for i in ids] == ["approved", "reviewing", "approved"]
     assert s.get(Application, broken).lease_until <= utcnow() and s.get(Application, broken).binding_id is None
-    monkeypatch.setattr(applications, "_announce", real)
+    monkeypatch.setattr(applications, "announce", real)
     assert run_job(broken) == "approved"
     assert_exactly_once(ids)
 
 
 def test_the_job_of_a_faulty_application_fails_so_that_rq_retries_it(client, monkeypatch):
     ids = submit(client, 2)
-    real = applications._outcome
+    real = reviews._outcome
 
     def outcome(app, context, kinship):
         if app.id == ids[0]:
             raise RuntimeError("unreadable registry record")
         return real(app, context, kinship)
 
-    monkeypatch.setattr(applications, "_outcome", outcome)
+    monkeypatch.setattr(reviews, "_outcome", outcome)
     try:
         run_job(ids[0])
     except RuntimeError as exc:
@@ -125,9 +125,9 @@ def test_an_application_whose_review_keeps_failing_goes_to_a_reviewer(client, mo
     def outcome(app, context, kinship):
         raise RuntimeError("unreadable registry record")
 
-    monkeypatch.setattr(applications, "_outcome", outcome)
+    monkeypatch.setattr(reviews, "_outcome", outcome)
     failures = 0
-    for _ in range(applications.MAX_REVIEW_ATTEMPTS + 3):  # RQ's retries and the sweeper's re-enqueues
+    for _ in range(reviews.MAX_REVIEW_ATTEMPTS + 3):  # RQ's retries and the sweeper's re-enqueues
         try:
             run_job(app_id)
         except RuntimeError:
@@ -135,7 +135,7 @@ def test_an_application_whose_review_keeps_failing_goes_to_a_reviewer(client, mo
         if fresh().get(Application, app_id).status != "reviewing":
             break
     app = fresh().get(Application, app_id)
-    assert failures == applications.MAX_REVIEW_ATTEMPTS
+    assert failures == reviews.MAX_REVIEW_ATTEMPTS
     assert (app.status, app.reason_code, app.review_attempts) == ("manual_review", "AUTO_REVIEW_FAILED", 5)
     assert app.review_due_at is not None
     assert run_job(app_id) is None  # nothing left for a job: the reviewer decides
@@ -157,7 +157,7 @@ def test_what_rq_keeps_of_a_failed_review_is_masked(client, monkeypatch):
     def outcome(app, context, kinship):  # as a database error quotes its parameters
         raise RuntimeError(f"no kinship row for ({number!r},)")
 
-    monkeypatch.setattr(applications, "_outcome", outcome)
+    monkeypatch.setattr(reviews, "_outcome", outcome)
     run_worker()  # the real RQ worker: the job fails; RQ's retries fail too, then it keeps what the job failed with
     while release_scheduled_retries():
         run_worker()
@@ -173,7 +173,7 @@ def test_a_failing_application_whose_region_left_the_scheme_is_rejected_not_hand
     from api.models import RegionPolicy
     (app_id,) = submit(client, 1)
     db.session.execute(update(Application).where(Application.id == app_id)
-                       .values(review_attempts=applications.MAX_REVIEW_ATTEMPTS))
+                       .values(review_attempts=reviews.MAX_REVIEW_ATTEMPTS))
     db.session.execute(RegionPolicy.__table__.delete().where(RegionPolicy.province_code == "44"))
     db.session.commit()
     assert run_job(app_id) is None

@@ -7,6 +7,8 @@ from rq.timeouts import BaseTimeoutException
 
 from api.extensions import db
 from api.masking import mask_text
+from api.notify import DeliveryFailed
+from api.services import notifications, reviews, sweeper
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,7 @@ def _job(fn):
         except BaseTimeoutException:
             raise  # RQ's own: it knows what to do with it
         except Exception as exc:
-            from api.notify import DeliveryFailed  # a channel that failed this time: retried, no traceback needed
+            # a channel that failed this time (DeliveryFailed) is retried: no traceback needed
             log.warning("job %s failed: %s", fn.__name__, exc, exc_info=not isinstance(exc, DeliveryFailed))
             raise JobFailed(f"{type(exc).__name__}: {mask_text(str(exc))[:500]}") from None
         finally:
@@ -35,21 +37,17 @@ def _job(fn):
 
 @_job
 def review_application(application_id: str):
-    from api.services import applications
-    return applications.review(application_id)
+    return reviews.review(application_id)
 
 
 @_job
 def deliver_notification(notification_id: str):
-    from api.services import notifications
     return notifications.deliver(notification_id)
 
 
 @_job
 def deliver_notifications(notification_ids: list):
     """Sends a batch (one transition's messages); a channel failure is retried by RQ, the sent ones are no-ops then."""
-    from api.notify import DeliveryFailed
-    from api.services import notifications
     statuses = notifications.deliver_many(notification_ids)
     if "retry" in statuses.values():
         raise DeliveryFailed("some notifications will be retried")
@@ -64,10 +62,9 @@ def noop(i=None):
 @_job
 def sweep(grace_seconds: int = 30) -> dict:
     """Reconciles the database with the queues: nothing pending is left without a job."""
-    from api.services import applications, notifications
     grace = dt.timedelta(seconds=grace_seconds)
     return {
-        "reviews_requeued": applications.requeue_stuck(grace),
+        "reviews_requeued": sweeper.requeue_stuck(grace),
         "notifications_requeued": notifications.redeliver_pending(grace),
-        "expired": applications.expire_overdue(),
+        "expired": sweeper.expire_overdue(),
     }

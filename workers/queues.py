@@ -1,10 +1,9 @@
-"""The RQ queues (JSON serializer) and enqueueing that only ever happens after the commit it depends on."""
+"""The RQ queues (JSON serializer) behind `api.jobs.JobQueue`: idempotent enqueueing by job id."""
 from __future__ import annotations
 
 import datetime as dt
 import logging
 
-from flask import current_app, g, has_app_context
 from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
@@ -12,19 +11,11 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from api.extensions import redis_client
-from api.settings import env_int
+from api.jobs import JOB_TIMEOUT, NOTIFICATIONS, QUEUES, REVIEWS, STALE_AFTER  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
-REVIEWS = "reviews"
-NOTIFICATIONS = "notifications"
-QUEUES = (REVIEWS, NOTIFICATIONS)
 RETRY = Retry(max=3, interval=[5, 30, 120])
-JOB_TIMEOUT = 30  # seconds; reviews and deliveries take milliseconds
-# A job still "started" this long after it began has lost its worker (killed, machine gone): run it again.
-# It is also the review lease. GONGJI_STALE_AFTER_SECONDS shortens it only for the fault tests (tests/test_faults.py);
-# in production it must stay above JOB_TIMEOUT, or a slow live job would be run a second time.
-STALE_AFTER = dt.timedelta(seconds=env_int("GONGJI_STALE_AFTER_SECONDS", JOB_TIMEOUT + 15))
 
 
 def queue(name: str) -> Queue:
@@ -87,18 +78,11 @@ def discard_queued(queue_name: str, job_ids: list[str]) -> int:
         return 0
 
 
-def after_commit(queue_name: str, func: str, job_id: str, *args) -> None:
-    """Remembers a job for the request/job in progress; `flush_after_commit` sends them once committed."""
-    if has_app_context():
-        g.setdefault("pending_jobs", []).append((queue_name, func, job_id, args))
-    else:  # pragma: no cover - services always run in an app context
-        raise RuntimeError("after_commit needs an app context")
+class RQJobQueue:
+    """`api.jobs.JobQueue` on RQ; `create_app` installs it."""
 
+    def enqueue(self, queue_name: str, func: str, job_id: str, *args) -> bool:
+        return enqueue(queue_name, func, job_id, *args)
 
-def flush_after_commit() -> None:
-    for queue_name, func, job_id, args in g.pop("pending_jobs", []):
-        enqueue(queue_name, func, job_id, *args)
-
-
-def discard_pending() -> None:
-    g.pop("pending_jobs", None)
+    def discard_queued(self, queue_name: str, job_ids: list[str]) -> int:
+        return discard_queued(queue_name, job_ids)

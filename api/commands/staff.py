@@ -4,6 +4,8 @@ import sys
 import click
 from flask.cli import AppGroup
 
+from api.services.logins import StaffError, check_new_staff, create_staff
+
 cli = AppGroup("staff", help="staff commands")
 
 
@@ -20,13 +22,14 @@ def _read_password() -> str:
 @click.argument("username")
 @click.option("--role", "roles", multiple=True, required=True, metavar="ROLE",
               help="clerk | reviewer | admin (repeatable)")
-def create_cmd(username: str, roles: tuple[str, ...]) -> None:
-    from api.services.accounts import StaffError, check_new_staff, create_staff
-
+@click.option("--region", "region_code", metavar="NN", default=None,
+              help="省级区划代码（两位，如 44）：窗口经办人、审核员只办理该省参保人的业务；不指定则为全国")
+def create_cmd(username: str, roles: tuple[str, ...], region_code: str | None) -> None:
     try:
-        check_new_staff(username, list(roles))  # refuse before asking for a password
-        staff = create_staff(username, _read_password(), list(roles))
+        check_new_staff(username, list(roles), region_code)  # refuse before asking for a password
+        staff = create_staff(username, _read_password(), list(roles), region_code)
     except StaffError as exc:
         click.echo(f"未创建：{exc}", err=True)
         sys.exit(1)
-    click.echo(f"已创建工作人员 {staff.username}，角色：{'、'.join(staff.roles)}")
+    scope = f"{staff.region_code} 省级区划" if staff.region_code else "全国"
+    click.echo(f"已创建工作人员 {staff.username}，角色：{'、'.join(staff.roles)}，范围：{scope}")

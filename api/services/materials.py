@@ -16,6 +16,8 @@ from api import policy
 from api.errors import ApiError
 from api.extensions import db
 from api.models import Application, Material, Person, StaffUser, application_materials
+from api.services import audit
+from api.services.manual_reviews import review_queue
 from api.services.tx import unit_of_work
 
 log = logging.getLogger(__name__)
@@ -120,19 +122,18 @@ def owned_file(owner: Person | StaffUser, material_id: str) -> tuple[Material, P
 
 
 def file_for_review(reviewer: StaffUser, material_id: str) -> tuple[Material, Path]:
-    """A proof attached to an application awaiting a reviewer (审核员), for him to decide it; each reading is
-    audited. Any other material (not attached, or its application decided) answers 404, like a missing one."""
-    from api.services.audit import record
-    awaiting = select(application_materials.c.material_id).join(
-        Application, Application.id == application_materials.c.application_id).where(
-        Application.status == "manual_review")
+    """A proof attached to an application awaiting a reviewer (审核员) of its authorizer's region, for him to decide
+    it; each reading is audited. Any other material (not attached, its application decided, another region's)
+    answers 404, like a missing one."""
+    awaiting = select(application_materials.c.material_id).where(
+        application_materials.c.application_id.in_(review_queue(reviewer).with_only_columns(Application.id)))
     material = db.session.scalar(select(Material).where(Material.id == str(material_id)[:64],
                                                         Material.id.in_(awaiting)))
     if material is None:
         raise ApiError("NOT_FOUND", 404)
     found = material_file(material)
     with unit_of_work():
-        record(f"staff:{reviewer.username}", "material_read", material.id)
+        audit.record(f"staff:{reviewer.username}", "material_read", material.id)
     return found
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from flask import g
 from rq.timeouts import BaseTimeoutException
 from sqlalchemy import insert, select, update
 
@@ -12,8 +11,9 @@ from api.errors import not_found
 from api.extensions import db, writing
 from api.models import ChannelAccount, Delivery, Notification, Person, new_id, utcnow
 from api.notify import DeliveryFailed, adapter_for
+from api.jobs import NOTIFICATIONS, enqueue
+from api.services import tx
 from api.services.tx import unit_of_work
-from workers.queues import NOTIFICATIONS, enqueue
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
@@ -35,43 +35,24 @@ def channels_for(persons) -> dict[int, str]:
 
 def notify(person: Person, kind: str, title: str, body: str, application_id: str | None = None,
            binding_id: str | None = None, channel: str | None = None) -> Notification:
-    """Adds an inbox message to the caller's transaction; `dispatch` delivers it after the commit."""
+    """Adds an inbox message to the unit of work in progress, which delivers it after its commit (in one job for
+    all of the unit's notices; the rows are committed as `pending`, so a crash before that job loses nothing:
+    the sweeper, `redeliver_pending`, sends what is left)."""
     n = Notification(id=new_id(), person_id=person.id, kind=kind, title=title, body=body,
                      application_id=application_id, binding_id=binding_id,
                      channel=channel or channel_for(person))
     db.session.add(n)  # flushed with the rest of the unit, in one statement per table
-    g.setdefault("new_notifications", []).append(n.id)
+    tx.current().deliver_after_commit([n.id])
     return n
-
-
-def dispatch_new() -> None:
-    """After a commit: one job delivers what the unit wrote (the review job sends its own, see `leave_new_to_job`).
-
-    The rows are already committed as `pending`, so a crash here loses nothing: the sweeper
-    (`redeliver_pending`) sends what is left.
-    """
-    ids = g.pop("new_notifications", [])
-    if ids:
-        # named after the newest: an older pending notice sent along (see `send_pending_with_new`) may have a
-        # job of its own, `notify-<id>`, and a job of that name would be taken for this one and dropped
-        enqueue(NOTIFICATIONS, "workers.jobs.deliver_notifications", f"notify-batch-{ids[-1]}", ids)
-
-
-def discard_new() -> None:
-    g.pop("new_notifications", None)
 
 
 def send_pending_with_new(application_id: str) -> None:
     """The application's notices still pending (its 受理 notices, left to a review job that now has nothing to do)
-    go out in the job of this unit's new ones, before them: people hear of the steps in their order."""
+    go out with this unit's new ones, before them: people hear of the steps in their order."""
     pending = db.session.scalars(select(Notification.id).where(
-        Notification.application_id == application_id, Notification.delivery_status == "pending")).all()
-    g.setdefault("new_notifications", []).extend(pending)
-
-
-def leave_new_to_job() -> None:
-    """The notices written so far in this unit go out with the job this unit enqueues (one job, not two)."""
-    g.pop("new_notifications", None)
+        Notification.application_id == application_id, Notification.delivery_status == "pending")
+        .order_by(Notification.created_at, Notification.id)).all()
+    tx.current().deliver_after_commit(list(pending))
 
 
 def deliver_pending_of_applications(application_ids: list[str]) -> None:

@@ -10,12 +10,24 @@ from api.models import Person, RegionPolicy
 from api.policy import PersonFacts, Policy
 
 
+# Parsed policies of this process by province, with the row's updated_at they were parsed from: a policy is
+# parsed once, and again only when the registry has changed it (every process sees the change at its next read).
+_parsed: dict[str, tuple[object, Policy]] = {}
+
+
 def policies_of(region_codes) -> dict[str, Policy]:
-    """The policies of the provinces of `region_codes`, by province code, in one query."""
+    """The policies of the provinces of `region_codes`, by province code, in one query (of their versions only,
+    when this process has parsed them already)."""
     provinces = {code[:2] for code in region_codes}
-    rows = db.session.execute(select(RegionPolicy.province_code, RegionPolicy.data)
-                              .where(RegionPolicy.province_code.in_(provinces)))
-    return {code: Policy.from_dict(data) for code, data in rows}
+    versions = dict(db.session.execute(select(RegionPolicy.province_code, RegionPolicy.updated_at)
+                                       .where(RegionPolicy.province_code.in_(provinces))).all())
+    stale = [code for code, version in versions.items() if _parsed.get(code, (None,))[0] != version]
+    if stale:
+        for code, version, data in db.session.execute(
+                select(RegionPolicy.province_code, RegionPolicy.updated_at, RegionPolicy.data)
+                .where(RegionPolicy.province_code.in_(stale))):
+            _parsed[code] = (version, Policy.from_dict(data))
+    return {code: _parsed[code][1] for code in versions}
 
 
 def policy_or_none(region_code: str) -> Policy | None:

@@ -1,39 +1,92 @@
-"""One transaction per service call: commit, then send the jobs that depend on it; roll back on any error."""
+"""The unit of work: one database transaction, and the jobs and notices that go out once it has committed."""
+from __future__ import annotations
+
 import functools
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
 
-from flask import g
-
+from api import jobs
 from api.extensions import db, writing
-from workers.queues import discard_pending, flush_after_commit
+
+_KEY = "unit_of_work"  # where a session keeps the unit it is running
+
+
+@dataclass(frozen=True)
+class Job:
+    queue: str
+    func: str
+    job_id: str
+    args: tuple
+
+
+class UnitOfWork:
+    """What a service call runs in (一次业务办理的事务): it owns the transaction, and collects the jobs to enqueue
+    and the notices to deliver after the commit, so that no job ever names a row that is not committed yet.
+
+    A crash after the commit loses nothing: the rows are committed as pending, and the sweeper finds them.
+    """
+
+    def __init__(self) -> None:
+        self.jobs: list[Job] = []
+        self.notices: list[str] = []  # ids of notifications to deliver, in order
+
+    def enqueue_after_commit(self, queue: str, func: str, job_id: str, *args) -> None:
+        self.jobs.append(Job(queue, func, job_id, args))
+
+    def deliver_after_commit(self, notification_ids: list[str]) -> None:
+        self.notices.extend(notification_ids)
+
+    def hand_notices_to_job(self) -> None:
+        """The notices collected so far are sent by a job this unit enqueues (a review job sends its application's
+        受理 notices first thing): one job, not two."""
+        self.notices.clear()
+
+    def _dispatch(self) -> None:
+        for job in self.jobs:
+            jobs.enqueue(job.queue, job.func, job.job_id, *job.args)
+        if self.notices:
+            # named after the newest: an older pending notice sent along may have a job of its own,
+            # `notify-<id>`, and a job of that name would be taken for this one and dropped
+            jobs.enqueue(jobs.NOTIFICATIONS, jobs.DELIVER_NOTIFICATIONS, f"notify-batch-{self.notices[-1]}",
+                         list(self.notices))
+
+
+def current() -> UnitOfWork:
+    """The unit of work the session is running; services that write call this inside one."""
+    unit = db.session().info.get(_KEY)
+    if unit is None:
+        raise RuntimeError("no unit of work: wrap the service call in `unit_of_work()`")
+    return unit
 
 
 @contextmanager
-def unit_of_work():
-    """The outermost unit commits; nested units join it. Jobs registered inside are enqueued after the commit."""
-    if g.get("in_unit"):
-        yield
+def unit_of_work() -> Iterator[UnitOfWork]:
+    """Runs the block in a unit of work: the outermost commits and then dispatches; nested ones join it."""
+    session = db.session()
+    outer = session.info.get(_KEY)
+    if outer is not None:
+        yield outer
         return
-    g.in_unit = True
+    unit = session.info[_KEY] = UnitOfWork()
     try:
         with writing():
-            yield
-            db.session.commit()
+            yield unit
+            session.commit()
     except BaseException:
-        db.session.rollback()
-        discard_pending()
-        notifications.discard_new()
+        session.rollback()
         raise
     finally:
-        g.in_unit = False
-    flush_after_commit()
-    notifications.dispatch_new()
+        session.info.pop(_KEY, None)
+    unit._dispatch()
 
 
-from api.services import notifications  # noqa: E402  (notifications uses unit_of_work too)
+def in_unit() -> bool:
+    return _KEY in db.session().info
 
 
 def transactional(fn):
+    """A service function that runs in a unit of work of its own (or joins the caller's)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         with unit_of_work():

@@ -3,7 +3,7 @@
 from api import ratelimit
 from api.auth import issue_token
 from api.schemas import Blueprint, ErrorBody, LoginIn, LoginOut, StaffLoginIn, StaffLoginOut
-from api.services import accounts
+from api.services import logins
 from api.timefmt import local_iso
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1", description="登录（参保人渠道登录、工作人员登录）")
@@ -37,7 +37,7 @@ _RATE_LIMITED = {"description": "RATE_LIMITED：登录尝试过于频繁（按 I
 def login(data):
     """参保人渠道登录: the code names a channel account; its first login binds it to a person by 实名认证."""
     ratelimit.hit("login", f"{data['channel']}:{data['code']}")
-    person = accounts.login_person(data["channel"], data["code"], data.get("name"), data.get("id_number"))
+    person = logins.login_person(data["channel"], data["code"], data.get("name"), data.get("id_number"))
     token, expires_at = issue_token("person", person.id, ch=data["channel"])
     return {"token": token, "expires_at": local_iso(expires_at), "person": person}
 
@@ -50,7 +50,7 @@ def login(data):
 def staff_login(data):
     """工作人员登录（窗口经办人 clerk、审核员 reviewer、管理员 admin）; failed attempts count toward the limits."""
     ratelimit.hit("staff-login", data["username"].strip().lower())
-    staff = accounts.login_staff(data["username"].strip(), data["password"])
+    staff = logins.login_staff(data["username"].strip(), data["password"])
     token, expires_at = issue_token("staff", staff.id)
     return {"token": token, "expires_at": local_iso(expires_at),
             "staff": {"username": staff.username, "roles": list(staff.roles)}}

@@ -5,7 +5,8 @@ from marshmallow import Schema, fields, validate
 from api.auth import current_staff, staff_required
 from api.masking import mask_id, mask_name
 from api.pagination import PageArgs, paginate
-from api.services import applications, materials
+from api.models import Application
+from api.services import manual_reviews, materials
 from api.timefmt import local_iso
 from api.views.bindings import dump_application
 from api.views.persons import send_material
@@ -29,7 +30,7 @@ def dump_review(app) -> dict:
 @blp.response(200)
 def reviews(args):
     """待人工审核的申请, oldest first."""
-    rows, cursor = paginate(applications.review_queue(), applications.Application, args["limit"], args["cursor"],
+    rows, cursor = paginate(manual_reviews.review_queue(current_staff()), Application, args["limit"], args["cursor"],
                             ascending=True)
     return {"items": [dump_review(a) for a in rows], "next_cursor": cursor}
 
@@ -46,7 +47,7 @@ class DecisionIn(Schema):
 @blp.response(200)
 def decide(data, application_id):
     """审核员作出决定: approve | reject (a rejection needs a reason)."""
-    app = applications.decide_manually(current_staff(), application_id, data["decision"], data["reason"].strip())
+    app = manual_reviews.decide_manually(current_staff(), application_id, data["decision"], data["reason"].strip())
     return dump_review(app)
 
 

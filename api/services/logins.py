@@ -1,4 +1,4 @@
-"""Logins: channel accounts bound to persons by 实名认证, and staff users with hashed passwords and roles."""
+"""Logins and staff users: channel accounts bound to persons by 实名认证; staff with hashed passwords, roles, regions."""
 from __future__ import annotations
 
 import functools
@@ -110,8 +110,8 @@ class StaffError(ValueError):
     """A staff user that cannot be created; the message is for the operator (zh-CN)."""
 
 
-def check_new_staff(username: str, roles: list[str]) -> None:
-    """What can be refused before a password is asked for: the username's form, the roles, a duplicate."""
+def check_new_staff(username: str, roles: list[str], region_code: str | None = None) -> None:
+    """What can be refused before a password is asked for: the username's form, the roles, the region, a duplicate."""
     # at most 32: "staff:<username>" is the actor of timelines and audit records
     if not re.fullmatch(r"[A-Za-z0-9_.@-]{2,32}", username or ""):
         raise StaffError("用户名须为 2–32 位字母、数字或 _ . @ -")
@@ -120,20 +120,24 @@ def check_new_staff(username: str, roles: list[str]) -> None:
         raise StaffError(f"未知角色：{'、'.join(unknown)}；可用角色：{'、'.join(STAFF_ROLES)}")
     if not roles:
         raise StaffError(f"请至少指定一个角色（--role）：{'、'.join(STAFF_ROLES)}")
+    if region_code is not None and not re.fullmatch(r"[1-9][0-9]", region_code):
+        raise StaffError("--region 须为两位省级区划代码，如 44（广东）；不指定则为全国")
     if db.session.scalar(select(StaffUser.id).where(StaffUser.username == username)) is not None:
         raise StaffError(f"用户名 {username} 已存在")
 
 
-def create_staff(username: str, password: str, roles: list[str]) -> StaffUser:
-    check_new_staff(username, roles)
+def create_staff(username: str, password: str, roles: list[str], region_code: str | None = None) -> StaffUser:
+    """A staff user; `region_code` (a province) scopes a clerk or reviewer to its insured, None means national."""
+    check_new_staff(username, roles, region_code)
     if len(password or "") < MIN_PASSWORD_LENGTH:
         raise StaffError(f"密码至少 {MIN_PASSWORD_LENGTH} 位")
     staff = StaffUser(username=username, password_hash=generate_password_hash(password),
-                      roles=sorted(set(roles), key=list(STAFF_ROLES).index), active=True)
+                      roles=sorted(set(roles), key=list(STAFF_ROLES).index), region_code=region_code, active=True)
     try:
         with unit_of_work():
             db.session.add(staff)
-            audit.record("operator", "staff_created", target=username, detail={"roles": staff.roles})
+            audit.record("operator", "staff_created", target=username,
+                         detail={"roles": staff.roles, "region_code": region_code})
     except IntegrityError:  # created meanwhile by someone else
         raise StaffError(f"用户名 {username} 已存在") from None
     return staff
