@@ -26,6 +26,7 @@ MESSAGES: dict[str, str] = {
     "CHANNEL_CODE_INVALID": "登录凭证无效或已过期，请重新进入小程序后再试",
     "FILE_EMPTY": "上传的文件是空的，请重新选择文件",
     "NO_ACTIVE_BINDING": "您目前没有有效的共济关系，无需解绑",
+    "SERVICE_NOT_YET_AVAILABLE": "该服务即将开通，敬请期待",
     # R1 authorizer
     "AUTHORIZER_NOT_EMPLOYEE": "授权人须为职工医保参保人",
     "AUTHORIZER_NOT_NORMAL": "授权人参保状态不正常，暂不能办理家庭共济",
@@ -40,8 +41,9 @@ MESSAGES: dict[str, str] = {
     # R3 relation
     "RELATION_UNKNOWN": "请选择正确的亲属关系",
     "RELATION_NOT_ALLOWED": "该亲属关系不在本地区家庭共济范围内",
-    "SPOUSE_LIMIT": "每位授权人只能为一位配偶办理共济",
-    "PARENT_LIMIT": "父亲、母亲各只能办理一位",
+    "SPOUSE_LIMIT": "每人只能与一位配偶办理家庭共济：您或对方已与另一位配偶建立（或正在申请）共济关系",
+    "PARENT_LIMIT": "父亲、母亲各只能有一位：子女一方已与另一位父亲或母亲建立（或正在申请）共济关系",
+    "IDENTITY_DOCUMENTS_NOT_SEEN": "窗口办理须核验双方身份证和医保卡，请确认已查验所需证件",
     "BENEFICIARY_LIMIT": "共济人数已达本地区上限",
     "AUTHORIZER_LIMIT": "本地区规定每位共济人员只能接受一位授权人的共济",
     "DUPLICATE_BINDING": "已存在有效的共济关系，无需重复办理",

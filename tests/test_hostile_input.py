@@ -48,10 +48,16 @@ def test_a_lone_surrogate_in_a_reason_changes_nothing(client, person):
     assert_400(r)
     db.session.rollback()
     assert db.session.get(Binding, binding.id).status == "active"
-    r = client.post("/api/v1/staff/reviews/x/decision", data='{"decision": "reject", "reason": "\\ud800"}',
+    waiting = Application(authorizer_id=person.id, beneficiary_id=wife.id, relation="spouse", channel="wechat",
+                          status="manual_review")
+    db.session.add(waiting)
+    db.session.commit()
+    r = client.post(f"/api/v1/staff/reviews/{waiting.id}/decision", data='{"decision": "reject", "reason": "\\ud800"}',
                     content_type="application/json", headers=staff_headers())
     assert_400(r)
-    assert db.session.query(Application).count() == 0
+    db.session.rollback()
+    assert db.session.get(Application, waiting.id).status == "manual_review"  # not rejected with a broken reason
+    assert not db.session.get(Application, waiting.id).events
 
 
 def test_a_file_field_sent_as_text_is_no_file(client, person):

@@ -88,7 +88,10 @@ def test_services_menu_offers_binding_only_to_an_admitted_authorizer(client, reg
     menu = _menu(client, employee)
     assert menu["family_binding"] == {"id": "family_binding", "title": "亲情账号绑定", "available": True,
                                       "reason": None}
-    assert menu["usage_query"]["title"] == "共济记录查询" and menu["usage_query"]["available"] is True
+    assert menu["usage_query"]["title"] == "共济记录查询"
+    # offered exactly when the records can be read
+    usage = client.get("/api/v1/usage", headers=person_headers(employee))
+    assert menu["usage_query"]["available"] is (usage.status_code == 200), usage.status_code
     assert menu["application_status"]["title"] == "办理进度查询"
 
     resident = factories.person("李秀英", insurance_type="resident", balance_fen=None, male=False)

@@ -31,7 +31,8 @@ def used_this_month(binding_ids: list[str]) -> dict[str, int]:
         .where(Posting.binding_id.in_(binding_ids), LedgerAccount.kind.in_(("personal_current", "personal_prior")),
                LedgerTransaction.created_at >= month_start_utc())
         .group_by(Posting.binding_id)).all()
-    return {bid: -int(total or 0) for bid, total in rows}
+    # a refund this month of a payment made last month must not make this month's use negative
+    return {bid: max(0, -int(total or 0)) for bid, total in rows}
 
 
 def of_person(person: Person) -> dict[str, list[Binding]]:

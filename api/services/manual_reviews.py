@@ -47,7 +47,7 @@ def decide_manually(staff: StaffUser, application_id: str, decision: str, reason
     actor = f"staff:{staff.username}"
     try:
         if decision == "approve":
-            code = refusal_for(app.authorizer, app.beneficiary, app.relation, exclude_application=app.id)
+            code = refusal_for(app.authorizer, app.beneficiary, app.relation, deciding=app)
             if code:
                 raise Refusal(code)
             decide(app, "approved", actor, None, "manual_review", reason or None)

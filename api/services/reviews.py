@@ -176,7 +176,7 @@ def _decide_batch(batch: list[str]) -> dict[str, str | Exception | None]:
 
 def _outcome(app: Application, context: RuleContext, kinship: list[tuple[str, str, str]]) -> policy.ReviewOutcome:
     try:
-        code = context.refusal(app.authorizer, app.beneficiary, app.relation, exclude_application=app.id)
+        code = context.refusal(app.authorizer, app.beneficiary, app.relation, deciding=app)
     except ApiError as exc:  # REGION_NOT_COVERED: his region has left the scheme since the submit
         code = exc.code
     if code:

@@ -19,6 +19,7 @@ class _Link:
     authorizer_id: int
     beneficiary_id: int
     relation: str  # what the beneficiary is to the authorizer
+    created_at: object
 
 
 class RuleContext:
@@ -35,11 +36,11 @@ class RuleContext:
         self.policies = policies_of({p.region_code for p in people.values()})
         ids = list(people)
         pending = select(literal("application"), Application.id, Application.authorizer_id,
-                         Application.beneficiary_id, Application.relation) \
+                         Application.beneficiary_id, Application.relation, Application.created_at) \
             .where(Application.status.in_(policy.PENDING_APPLICATION),
                    or_(Application.authorizer_id.in_(ids), Application.beneficiary_id.in_(ids)))
         active = select(literal("binding"), Binding.id, Binding.authorizer_id, Binding.beneficiary_id,
-                        Binding.relation) \
+                        Binding.relation, Binding.created_at) \
             .where(Binding.status == "active", or_(Binding.authorizer_id.in_(ids), Binding.beneficiary_id.in_(ids)))
         self.links = {row[1]: _Link(*row) for row in db.session.execute(union_all(active, pending))}
         others = {pid for link in self.links.values() for pid in (link.authorizer_id, link.beneficiary_id)} - people.keys()
@@ -60,11 +61,16 @@ class RuleContext:
                 return "DUPLICATE_BINDING" if link.kind == "binding" else "DUPLICATE_APPLICATION"
         return None
 
-    def links_of(self, person_id: int, exclude: str | None = None) -> list[policy.ExistingLink]:
-        """The person's links seen from his side: what the other one is to him, and the part he plays."""
+    def links_of(self, person_id: int, deciding: Application | None = None) -> list[policy.ExistingLink]:
+        """The person's links seen from his side: what the other one is to him, and the part he plays.
+
+        An application being decided is measured against the bindings and the applications filed before it: the
+        older one has the first claim, so that two applications that exclude each other do not block each other.
+        """
         seen = []
         for link in self.links.values():
-            if link.id == exclude:
+            if deciding is not None and (link.id == deciding.id or (
+                    link.kind == "application" and (link.created_at, link.id) > (deciding.created_at, deciding.id))):
                 continue
             if link.authorizer_id == person_id:
                 seen.append(policy.ExistingLink(link.relation, self.facts[link.beneficiary_id], "authorizer"))
@@ -74,11 +80,12 @@ class RuleContext:
         return seen
 
     def refusal(self, authorizer: Person, beneficiary: Person, relation: str,
-                exclude_application: str | None = None) -> str | None:
-        """R1–R3/R5 for the pair under the authorizer's policy (REGION_NOT_COVERED when his region has none)."""
+                deciding: Application | None = None) -> str | None:
+        """R1–R3/R5 for the pair under the authorizer's policy (REGION_NOT_COVERED when his region has none);
+        `deciding` is the application under review, when it is one."""
         return policy.application_refusal(
             self.policy_of(authorizer), self.facts[authorizer.id], self.facts[beneficiary.id], relation,
-            self.links_of(authorizer.id, exclude_application), self.links_of(beneficiary.id, exclude_application),
+            self.links_of(authorizer.id, deciding), self.links_of(beneficiary.id, deciding),
             beneficiary_policy=self.policies.get(beneficiary.region_code[:2]))
 
     def forget(self, application_id: str) -> None:
@@ -87,7 +94,7 @@ class RuleContext:
 
 
 def refusal_for(authorizer: Person, beneficiary: Person | None, relation: str,
-                exclude_application: str | None = None, duplicates_conflict: bool = False) -> str | None:
+                deciding: Application | None = None, duplicates_conflict: bool = False) -> str | None:
     """R1–R3/R5 for one pair, under the people's row locks. With `duplicates_conflict` an existing binding or
     application of the same pair answers 409 first."""
     if beneficiary is None:  # not in the registry: the engine says BENEFICIARY_NOT_INSURED (after R1)
@@ -96,7 +103,7 @@ def refusal_for(authorizer: Person, beneficiary: Person | None, relation: str,
     context = RuleContext([(authorizer, beneficiary)])
     if duplicates_conflict and authorizer.id != beneficiary.id and (code := context.duplicate(authorizer, beneficiary)):
         raise ApiError(code, 409)
-    return context.refusal(authorizer, beneficiary, relation, exclude_application)
+    return context.refusal(authorizer, beneficiary, relation, deciding)
 
 
 def lock_people(person_ids) -> None:

@@ -1,0 +1,107 @@
+"""R4 at the window (the clerk records the identity documents he saw), R10's validity window from a date, the
+month's used amount that never goes below zero, and region policies parsed once per process."""
+import datetime as dt
+
+import pytest
+from sqlalchemy import update
+
+from api import ledger, policy
+from api.errors import Refusal
+from api.extensions import db
+from api.models import Application, Binding, LedgerTransaction, RegionPolicy
+from api.services import applications, bindings, people, tx
+from tests import factories
+from tests.test_policy import POLICIES, source
+
+TODAY = dt.date(2026, 3, 15)
+
+
+# --- R4 ----------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("channel", policy.ONLINE_CHANNELS)
+def test_online_the_login_stands_for_the_identity_documents(channel):
+    assert policy.identity_documents_missing(POLICIES["44"], channel) == []
+
+
+def test_at_the_window_the_clerk_must_have_seen_each_required_document():
+    required = list(POLICIES["44"].required_materials)
+    assert policy.identity_documents_missing(POLICIES["44"], "window") == required
+    assert policy.identity_documents_missing(POLICIES["44"], "window", {"id_card"}) == ["insurance_card"]
+    assert policy.identity_documents_missing(POLICIES["44"], "window", set(required)) == []
+
+
+def test_a_window_application_records_what_the_clerk_saw(clean_app):
+    factories.load_policies()
+    a = factories.person("王建国")
+    b = factories.person("李秀英", male=False, insurance_type="resident", balance_fen=None)
+    body = {"beneficiary_name": b.name, "beneficiary_id_number": b.id_number, "relation": "spouse"}
+    with pytest.raises(Refusal) as refused:
+        applications.submit(a, body, "window", materials_seen=["id_card"])
+    assert refused.value.code == "IDENTITY_DOCUMENTS_NOT_SEEN"
+    db.session.rollback()
+    app = applications.submit(a, body, "window", materials_seen=["insurance_card", "id_card"])
+    assert db.session.get(Application, app.id).materials_seen == ["id_card", "insurance_card"]
+
+
+# --- R10 validity window --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("valid_from,valid_until,expected", [
+    (None, None, True),
+    (TODAY, None, True), (TODAY + dt.timedelta(days=1), None, False),
+    (None, TODAY, True), (None, TODAY - dt.timedelta(days=1), False),
+    (TODAY - dt.timedelta(days=30), TODAY + dt.timedelta(days=30), True),
+])
+def test_a_binding_is_in_effect_inside_its_window_only(valid_from, valid_until, expected):
+    assert policy.in_effect(valid_from, valid_until, TODAY) is expected
+    paid = policy.family_source_available(source("b1", valid_from=valid_from, valid_until=valid_until), "440104", TODAY)
+    assert (paid > 0) is expected
+
+
+def test_a_binding_not_yet_in_effect_pays_nothing_in_a_plan():
+    later = source("later", valid_from=TODAY + dt.timedelta(days=1))
+    now = source("now", created_days=5)
+    plan = policy.plan_payment(10000, 10000, 0, [later, now], "440104", TODAY)
+    assert plan.family == [("now", 10000)]
+
+
+# --- the month's used amount --------------------------------------------------------------------------------------
+
+def test_used_this_month_counts_this_months_payments_and_never_goes_below_zero(clean_app):
+    a = factories.person("王建国", balance_fen=100000)
+    b = factories.person("李秀英", male=False, insurance_type="resident", balance_fen=None)
+    binding = Binding(authorizer_id=a.id, beneficiary_id=b.id, relation="spouse")
+    db.session.add(binding)
+    db.session.commit()
+    _, current = ledger.personal_accounts(a)  # the demo balance is all 历年
+    hospital = ledger.system_account("test:hospital", kind="institution")
+    db.session.commit()
+
+    def move(amount, when):
+        with tx.unit_of_work():
+            txn = ledger.post("settlement", [ledger.Entry(current.id, -amount, binding.id),
+                                             ledger.Entry(hospital.id, amount)])
+            db.session.execute(update(LedgerTransaction).where(LedgerTransaction.id == txn.id).values(created_at=when))
+
+    now = dt.datetime.now(dt.timezone.utc)
+    move(3000, now)
+    assert bindings.used_this_month([binding.id]) == {binding.id: 3000}
+    # last month's 5,000 refunded this month: this month's use is 0, not -2,000
+    move(5000, now - dt.timedelta(days=40))
+    move(-5000, now)
+    assert bindings.used_this_month([binding.id]) == {binding.id: 0}
+
+
+# --- policies parsed once per process -----------------------------------------------------------------------------
+
+def test_a_policy_is_parsed_once_and_again_when_the_registry_changes_it(clean_app, monkeypatch):
+    factories.load_policies()
+    parsed = []
+    real = policy.Policy.from_dict
+    monkeypatch.setattr(policy.Policy, "from_dict", classmethod(lambda cls, data: parsed.append(1) or real(data)))
+    people._parsed.clear()
+    first = people.policy_for("440106")
+    assert people.policy_for("440101") is first and len(parsed) == 1
+    row = db.session.get(RegionPolicy, "44")
+    row.data = {**row.data, "manual_review_days": 9}
+    db.session.commit()
+    assert people.policy_for("440106").manual_review_days == 9 and len(parsed) == 2
