@@ -24,6 +24,11 @@ MESSAGES: dict[str, str] = {
     "PERSON_NOT_FOUND": "未查询到该人员的参保信息",
     "CARD_MISMATCH": "身份证号码与医保卡号不匹配",
     "CHANNEL_CODE_INVALID": "登录凭证无效或已过期，请重新进入小程序后再试",
+    "CHANNEL_CODE_USED": "登录凭证已被使用，请重新进入小程序后再试",
+    "CHANNEL_RATE_LIMITED": "登录过于频繁，请一分钟后再试",
+    "CHANNEL_LOGIN_BLOCKED": "微信提示该账号存在安全风险，暂时不能登录，请稍后再试或使用其他方式办理",
+    "CHANNEL_UNAVAILABLE": "登录服务暂时无法连接，请稍后再试",
+    "CHANNEL_NOT_OPEN": "该渠道暂未开通，请使用微信小程序办理",
     "FILE_EMPTY": "上传的文件是空的，请重新选择文件",
     "NO_ACTIVE_BINDING": "您目前没有有效的共济关系，无需解绑",
     # R1 authorizer
