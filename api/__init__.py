@@ -17,7 +17,15 @@ def create_app(test_config: dict | None = None) -> Flask:
         UPLOAD_DIR=str(settings.upload_dir()),
         MAX_CONTENT_LENGTH=6 * 1024 * 1024,
         TOKEN_TTL_SECONDS=settings.env_int("TOKEN_TTL_SECONDS", 2 * 3600),
-        WECHAT_TOKEN=settings.env_str("WECHAT_TOKEN", "gongji-dev-token"),
+        APP_ENV=settings.env_str("APP_ENV", "development"),
+        # simulated (make run, tests, demos) or real channel adapters (api/channels/, api/notify/)
+        CHANNEL_ADAPTERS=settings.env_str("CHANNEL_ADAPTERS", "simulated"),
+        WECHAT_TOKEN=settings.env_str("WECHAT_TOKEN", settings.DEV_WECHAT_TOKEN),
+        WECHAT_APPID=settings.env_str("WECHAT_APPID"),
+        WECHAT_APP_SECRET=settings.env_str("WECHAT_APP_SECRET"),
+        WECHAT_TEMPLATE_ID=settings.env_str("WECHAT_TEMPLATE_ID"),
+        WECHAT_API_BASE=settings.env_str("WECHAT_API_BASE", "https://api.weixin.qq.com"),
+        WECHAT_TIMEOUT_SECONDS=settings.env_float("WECHAT_TIMEOUT_SECONDS", 3.0),
         # the simulated channel adapters fail on request (tests/test_faults.py); never on in production
         SIMULATED_CHANNEL_FAULTS=settings.env_bool("SIMULATED_CHANNEL_FAULTS"),
         API_TITLE="职工医保个人账户家庭共济 API",
@@ -31,6 +39,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     )
     if test_config:
         app.config.update(test_config)
+    settings.check_settings(app.config)  # before anything connects: a production start with demo settings fails here
     app.json.ensure_ascii = False
     # Behind N reverse proxies (nginx, a load balancer), the client's address is in X-Forwarded-For: trust exactly
     # that many hops, so that the per-client login limits see the client, and nobody can forge the header past them.

@@ -16,6 +16,11 @@ def env_int(name: str, default: int) -> int:
     return int(value) if value is not None else default
 
 
+def env_float(name: str, default: float) -> float:
+    value = env_str(name)
+    return float(value) if value is not None else default
+
+
 def env_bool(name: str, default: bool = False) -> bool:
     value = env_str(name)
     return default if value is None else value.lower() in ("1", "true", "yes", "on")
@@ -80,3 +85,50 @@ def upload_dir() -> Path:
     path = Path(env_str("UPLOAD_DIR", str(instance_path() / "uploads")))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# --- production safety ------------------------------------------------------------------------------------------
+
+DEV_WECHAT_TOKEN = "gongji-dev-token"
+CHANNEL_MODES = ("simulated", "real")
+# secrets seen in this repository's docs, tests and examples: never acceptable outside them
+KNOWN_SECRET_KEYS = frozenset({"test-secret-key", "dev", "secret", "changeme", "change-me", "gongji-dev-secret"})
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class UnsafeSettings(RuntimeError):
+    """The settings would run the service unsafely (or not at all); the message names each offending setting."""
+
+
+def check_settings(config) -> None:
+    """Refuses settings that cannot work anywhere, and, with APP_ENV=production, those fit only for a demo:
+    simulated channel adapters (logins would take any code as an openid), the development WECHAT_TOKEN, a
+    SECRET_KEY that is generated per machine (tokens would not verify across machines) or known/short."""
+    problems = []
+    mode = config.get("CHANNEL_ADAPTERS")
+    if mode not in CHANNEL_MODES:
+        problems.append(f"CHANNEL_ADAPTERS must be one of {'|'.join(CHANNEL_MODES)}, not {mode!r}")
+    if mode == "real":
+        problems += [f"{name} must be set when CHANNEL_ADAPTERS=real" for name in
+                     ("WECHAT_APPID", "WECHAT_APP_SECRET", "WECHAT_TEMPLATE_ID") if not config.get(name)]
+    if config.get("APP_ENV") == "production":
+        if mode == "simulated":
+            problems.append("CHANNEL_ADAPTERS=simulated is refused with APP_ENV=production: set CHANNEL_ADAPTERS=real")
+        if config.get("SIMULATED_CHANNEL_FAULTS"):
+            problems.append("SIMULATED_CHANNEL_FAULTS must be off with APP_ENV=production")
+        if config.get("WECHAT_TOKEN") in (None, "", DEV_WECHAT_TOKEN):
+            problems.append("WECHAT_TOKEN is the development default: set the official account's token")
+        key = config.get("SECRET_KEY") or ""
+        if _is_generated_secret(key):
+            problems.append("SECRET_KEY is generated into instance/secret_key: set it in the environment, the same on "
+                            "every machine")
+        elif key in KNOWN_SECRET_KEYS or len(key) < MIN_SECRET_KEY_LENGTH:
+            problems.append(f"SECRET_KEY is a known or short value: set a random one of at least "
+                            f"{MIN_SECRET_KEY_LENGTH} characters")
+    if problems:
+        raise UnsafeSettings("refusing to start: " + "; ".join(problems))
+
+
+def _is_generated_secret(key: str) -> bool:
+    path = instance_path() / "secret_key"
+    return path.exists() and path.read_text().strip() == key

@@ -1,8 +1,8 @@
-"""What the simulated adapters share: failure injection through Redis, and recording the delivery."""
+"""What the simulated adapters share: failure injection through Redis, a log of the sends, recording the delivery."""
 from flask import current_app
 
 from api.extensions import redis_client
-from api.models import utcnow
+from api.notify.base import DeliveryFailed, delivery_record
 
 
 def fail_if_asked(channel: str) -> None:
@@ -10,14 +10,14 @@ def fail_if_asked(channel: str) -> None:
     `sim:fail:<channel>` (shared by processes) is set to N. Off, as in `make run`, it costs no round trip."""
     if not current_app.config["SIMULATED_CHANNEL_FAULTS"]:
         return
-    from api.notify import DeliveryFailed
     key = f"sim:fail:{channel}"
     if redis_client().exists(key) and redis_client().decr(key) >= 0:
         raise DeliveryFailed(f"simulated {channel} outage")
 
 
-def record(notification, channel: str, recipient: str, payload: dict) -> dict:
-    """The Delivery row of what was "sent"; the caller inserts the batch's rows in one statement (unique per
-    notification: a second send would fail the commit, not reach anyone)."""
-    return {"notification_id": notification.id, "channel": channel, "recipient": recipient, "payload": payload,
-            "sent_at": utcnow()}
+def record(notification, channel: str, recipient: str, payload: dict, dedup_key: str | None = None) -> dict:
+    """The Delivery row of what was "sent". With SIMULATED_CHANNEL_FAULTS on, the platform's side is kept too: each
+    send's dedup key is appended to `sim:sent:<channel>`, so tests see what reached the platform, and how often."""
+    if current_app.config["SIMULATED_CHANNEL_FAULTS"]:
+        redis_client().rpush(f"sim:sent:{channel}", dedup_key or notification.id)
+    return delivery_record(notification, channel, recipient, payload)

@@ -2,7 +2,7 @@
 from api.notify import _simulated
 
 
-def send(notification, person, user_id: str | None):
+def send(notification, person, user_id: str | None, dedup_key: str | None = None):
     _simulated.fail_if_asked("alipay")
     payload = {"to_user_id": user_id, "title": notification.title, "content": notification.body}
-    return _simulated.record(notification, "alipay", user_id or "", payload)
+    return _simulated.record(notification, "alipay", user_id or "", payload, dedup_key)

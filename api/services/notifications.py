@@ -1,17 +1,19 @@
-"""Notifications (F5): written in the same transaction as the change they report, delivered by a job, exactly once."""
+"""Notifications (F5): written in the same transaction as the change they report, delivered by a job, at least once
+and deduplicated by the notification id."""
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import dataclass
 
 from rq.timeouts import BaseTimeoutException
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 
 from api.errors import not_found
 from api.extensions import db, writing
 from api.models import ChannelAccount, Delivery, Notification, Person, new_id, utcnow
-from api.notify import DeliveryFailed, adapter_for
-from api.jobs import NOTIFICATIONS, enqueue
+from api.jobs import DELIVER_NOTIFICATION, NOTIFICATIONS, STALE_AFTER, enqueue
+from api.notify import DeliveryFailed, DeliveryRefused, adapter_for
 from api.services import tx
 from api.services.tx import unit_of_work
 
@@ -66,9 +68,9 @@ def deliver_pending_of_applications(application_ids: list[str]) -> None:
     except Exception:
         db.session.rollback()
         log.exception("delivery for applications %s failed; queued", application_ids)
-        retry = _pending_of(application_ids)
+        retry = _pending_of(application_ids)  # a row left `sending` is the sweeper's once its lease has passed
     for nid in retry:
-        enqueue(NOTIFICATIONS, "workers.jobs.deliver_notification", f"notify-{nid}", nid)
+        enqueue(NOTIFICATIONS, DELIVER_NOTIFICATION, f"notify-{nid}", nid)
 
 
 def _pending_of(application_ids: list[str]) -> list[str]:
@@ -81,31 +83,86 @@ def _pending_of(application_ids: list[str]) -> list[str]:
         db.session.rollback()
 
 
-def deliver_many(ids: list[str] | None = None, application_ids: list[str] | None = None) -> dict[str, str]:
-    """Sends the pending ones among `ids` (or the applications') through their channel adapters, in one
-    transaction, each once.
+# --- delivery: claim, send, record ------------------------------------------------------------------------------
 
-    Returns every id's status: sent, failed (gave up after MAX_ATTEMPTS), retry (the channel failed this time),
-    or what it already was. The row lock and the unique Delivery row make a concurrent second send impossible.
+# How long a `sending` row stays with the deliverer that claimed it. Longer than a job may run (RQ stops it after
+# JOB_TIMEOUT), so a live deliverer has always finished (or been stopped) before anyone may take the row again.
+SENDING_LEASE = STALE_AFTER
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A claimed notification as its adapter sees it, read before the claim's commit: sending needs no session."""
+    id: str
+    person_id: int
+    channel: str
+    kind: str
+    title: str
+    body: str
+    attempts: int  # this attempt included
+    user_id: str | None  # the person's openid on the channel
+
+
+@dataclass(frozen=True)
+class Recipient:
+    id: int
+    phone: str
+
+
+def deliver_many(ids: list[str] | None = None, application_ids: list[str] | None = None) -> dict[str, str]:
+    """Sends the pending ones among `ids` (or the applications') through their channel adapters: at least once,
+    deduplicated by the notification id.
+
+    Three steps. Claim (one commit for the batch): the rows become `sending` under a lease. Send: each adapter is
+    called with the notification id as its dedup key, with no transaction open and no row locked (a provider may
+    take seconds). Record (one commit): `sent` with its unique Delivery row, back to `pending` for a retry, or
+    `failed`. A row another deliverer holds under a live lease is left to it; a row whose lease has passed (its
+    deliverer died between send and record) is claimed again and sent again, with the same dedup key.
+
+    Returns every id's status: sent, failed (refused, or gave up after MAX_ATTEMPTS), retry (the channel failed this
+    time), sending (another deliverer holds it), or what it already was.
     """
-    result = {}
+    result: dict[str, str] = {}
+    lease, batch = _claim(ids, application_ids, result)
+    if batch:
+        outcomes: dict[str, tuple[str, dict | str]] = {}
+        try:
+            _send_each(batch, outcomes)
+        finally:  # what went out is recorded even when the job's time runs out mid-batch; the rest is released
+            _record(batch, outcomes, lease, result)
+    return {nid: result.get(nid, "missing") for nid in (ids if ids is not None else result)}
+
+
+def _claim(ids, application_ids, result: dict[str, str]) -> tuple[dt.datetime, list[tuple[Outgoing, Recipient]]]:
+    """Marks the due rows `sending` until the returned lease, in one commit; notes the others' status in result."""
+    now = utcnow()
+    lease = now + SENDING_LEASE
     with writing():
+        # the row locks serialize claimers (held for this short transaction only, never while sending)
         query = select(Notification).order_by(Notification.created_at, Notification.id).with_for_update()
         if ids is not None:
             query = query.where(Notification.id.in_(ids))
         else:
             query = query.where(Notification.application_id.in_(application_ids),
-                                Notification.delivery_status == "pending")
+                                Notification.delivery_status.in_(("pending", "sending")))
         rows = db.session.scalars(query).all()
-        pending = {n.person_id for n in rows if n.delivery_status == "pending"}
-        people = {p.id: p for p in db.session.scalars(select(Person).where(Person.id.in_(pending)))}
-        user_ids = _channel_user_ids(pending)
-        with db.session.no_autoflush:  # one flush at the end: the updates and deliveries go in a statement each
-            deliveries = _send_each(rows, people, user_ids, result)
-        if deliveries:
-            db.session.execute(insert(Delivery), deliveries)
+        due = [n for n in rows if n.delivery_status == "pending" or
+               (n.delivery_status == "sending" and (n.sending_until is None or n.sending_until <= now))]
+        result.update((n.id, n.delivery_status) for n in rows)  # sent, failed, or sending under another's lease
+        if not due:
+            db.session.rollback()
+            return lease, []
+        person_ids = {n.person_id for n in due}
+        people = {pid: Recipient(pid, phone) for pid, phone in
+                  db.session.execute(select(Person.id, Person.phone).where(Person.id.in_(person_ids)))}
+        user_ids = _channel_user_ids(person_ids)
+        batch = [(Outgoing(n.id, n.person_id, n.channel, n.kind, n.title, n.body, n.attempts + 1,
+                           user_ids.get((n.person_id, n.channel))), people[n.person_id]) for n in due]
+        db.session.execute(update(Notification).where(Notification.id.in_([n.id for n in due]))
+                           .values(delivery_status="sending", sending_until=lease, attempts=Notification.attempts + 1)
+                           .execution_options(synchronize_session=False))
         db.session.commit()
-    return {nid: result.get(nid, "missing") for nid in (ids if ids is not None else result)}
+    return lease, batch
 
 
 def _channel_user_ids(person_ids) -> dict[tuple[int, str], str]:
@@ -124,29 +181,57 @@ def _accounts_newest_first(person_ids):
         .order_by(ChannelAccount.last_login_at.desc().nulls_last(), ChannelAccount.id.desc()))
 
 
-def _send_each(rows: list[Notification], people: dict[int, Person], user_ids: dict[tuple[int, str], str],
-               result: dict[str, str]) -> list[dict]:
-    deliveries = []
-    for n in rows:
-        if n.delivery_status != "pending":
-            result[n.id] = n.delivery_status
-            continue
-        n.attempts += 1
+def _send_each(batch: list[tuple[Outgoing, Recipient]], outcomes: dict[str, tuple[str, dict | str]]) -> None:
+    """Calls each adapter; fills `outcomes` as it goes, id → ("sent", Delivery row) or ("retry" | "failed", error)."""
+    for n, person in batch:
         try:
-            user_id = user_ids.get((n.person_id, n.channel))
-            deliveries.append(adapter_for(n.channel).send(n, people[n.person_id], user_id))
-            n.delivery_status, n.sent_at = "sent", utcnow()
+            outcomes[n.id] = ("sent", adapter_for(n.channel).send(n, person, n.user_id, n.id))
+            continue
+        except BaseTimeoutException:
+            raise
+        except DeliveryRefused as exc:  # the channel will never take it: no retries
+            outcomes[n.id] = ("failed", str(exc))
         except DeliveryFailed as exc:  # adapters fail before they record anything
-            n.last_error = str(exc)[:200]
-            if n.attempts >= MAX_ATTEMPTS:
-                n.delivery_status = "failed"
-            log.warning("notification %s delivery failed (%s attempts): %s", n.id, n.attempts, exc)
-        result[n.id] = "retry" if n.delivery_status == "pending" else n.delivery_status
-    return deliveries
+            outcomes[n.id] = ("failed" if n.attempts >= MAX_ATTEMPTS else "retry", str(exc))
+        except Exception as exc:  # an adapter's fault: logged with its traceback, the rest of the batch still goes
+            log.exception("notification %s: the %s adapter failed", n.id, n.channel)
+            outcomes[n.id] = ("failed" if n.attempts >= MAX_ATTEMPTS else "retry", type(exc).__name__)
+        log.warning("notification %s delivery failed (%s attempts): %s", n.id, n.attempts, outcomes[n.id][1])
+
+
+def _record(batch: list[tuple[Outgoing, Recipient]], outcomes: dict[str, tuple[str, dict | str]],
+            lease: dt.datetime, result: dict[str, str]) -> None:
+    """Records the batch's outcomes in one commit, each only while this deliverer still holds the row (once its
+    lease has passed another may have claimed it, and that one records it). Rows not tried go back to pending."""
+    table = Notification.__table__
+    held = (table.c.delivery_status == "sending", table.c.sending_until == lease)
+    sent = {nid: row for nid, (status, row) in outcomes.items() if status == "sent"}
+    others = [{"nid": nid, "status": "pending" if status == "retry" else status, "error": error[:200]}
+              for nid, (status, error) in outcomes.items() if status != "sent"]
+    untried = [n.id for n, _ in batch if n.id not in outcomes]
+    with writing():
+        recorded = set()
+        if sent:
+            recorded = set(db.session.scalars(
+                update(table).where(table.c.id.in_(list(sent)), *held)
+                .values(delivery_status="sent", sent_at=utcnow(), sending_until=None).returning(table.c.id)))
+            if recorded:
+                db.session.execute(insert(Delivery), [row for nid, row in sent.items() if nid in recorded])
+        if others:
+            db.session.execute(update(table).where(table.c.id == bindparam("nid"), *held).values(
+                delivery_status=bindparam("status"), last_error=bindparam("error"), sending_until=None), others)
+        if untried:
+            db.session.execute(update(table).where(table.c.id.in_(untried), *held).values(
+                delivery_status="pending", sending_until=None, attempts=table.c.attempts - 1))
+        db.session.commit()
+    for nid, (status, _) in outcomes.items():
+        result[nid] = status if status != "sent" else ("sent" if nid in recorded else "sending")
+    result.update((nid, "retry") for nid in untried)
 
 
 def deliver(notification_id: str) -> str:
-    """Sends one notification, once; raises DeliveryFailed when the channel failed and it should be retried."""
+    """Sends one notification; raises DeliveryFailed when the channel failed and it should be retried. Another
+    deliverer holding it (`sending`) is left to finish: should it die, the sweeper sends it after its lease."""
     status = deliver_many([notification_id])[notification_id]
     if status == "retry":
         raise DeliveryFailed(f"notification {notification_id} will be retried")
@@ -154,14 +239,16 @@ def deliver(notification_id: str) -> str:
 
 
 def redeliver_pending(older_than: dt.timedelta) -> int:
-    """Sweeper: enqueue pending notifications whose job may have been lost (Redis down, worker killed)."""
-    cutoff = utcnow() - older_than
-    ids = db.session.scalars(select(Notification.id).where(
-        Notification.delivery_status == "pending", Notification.created_at < cutoff).limit(1000)).all()
+    """Sweeper: enqueue pending notifications whose job may have been lost (Redis down, worker killed), and those
+    left `sending` by a deliverer that died between claim and record, once their lease has passed."""
+    now = utcnow()
+    ids = db.session.scalars(select(Notification.id).where(or_(
+        and_(Notification.delivery_status == "pending", Notification.created_at < now - older_than),
+        and_(Notification.delivery_status == "sending", Notification.sending_until < now))).limit(1000)).all()
     db.session.rollback()
     attempts = {}
     for nid in ids:
-        attempts[nid] = enqueue(NOTIFICATIONS, "workers.jobs.deliver_notification", f"notify-{nid}", nid)
+        attempts[nid] = enqueue(NOTIFICATIONS, DELIVER_NOTIFICATION, f"notify-{nid}", nid)
     return sum(attempts.values())
 
 
