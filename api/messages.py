@@ -25,6 +25,7 @@ MESSAGES: dict[str, str] = {
     "CARD_MISMATCH": "身份证号码与医保卡号不匹配",
     "CHANNEL_CODE_INVALID": "登录凭证无效或已过期，请重新进入小程序后再试",
     "FILE_EMPTY": "上传的文件是空的，请重新选择文件",
+    "UPLOAD_QUOTA_EXCEEDED": "今日上传的材料已达上限，请明天再试",
     "NO_ACTIVE_BINDING": "您目前没有有效的共济关系，无需解绑",
     # R1 authorizer
     "AUTHORIZER_NOT_EMPLOYEE": "授权人须为职工医保参保人",

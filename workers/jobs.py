@@ -63,11 +63,13 @@ def noop(i=None):
 
 @_job
 def sweep(grace_seconds: int = 30) -> dict:
-    """Reconciles the database with the queues: nothing pending is left without a job."""
-    from api.services import applications, notifications
+    """Reconciles the database with the queues: nothing pending is left without a job; and deletes uploads that
+    no application took within a day."""
+    from api.services import applications, materials, notifications
     grace = dt.timedelta(seconds=grace_seconds)
     return {
         "reviews_requeued": applications.requeue_stuck(grace),
         "notifications_requeued": notifications.redeliver_pending(grace),
         "expired": applications.expire_overdue(),
+        "orphan_materials_deleted": materials.sweep_orphans(),
     }
