@@ -96,7 +96,9 @@ def login_staff(username: str, password: str) -> StaffUser:
     ok = check_password_hash(staff.password_hash if staff else _dummy_hash(), password)
     with unit_of_work():
         if staff is None or not ok or not staff.active:
-            audit.record(f"staff:{username}"[:64], "staff_login_failed")
+            from api.masking import mask_typed_username
+            # a name no account has was typed wrongly: often a password or a phone number, kept masked
+            audit.record(f"staff:{username if staff else mask_typed_username(username)}"[:64], "staff_login_failed")
             failed = True
         else:
             audit.record(f"staff:{username}"[:64], "staff_login", target=str(staff.id))
