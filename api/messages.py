@@ -19,6 +19,7 @@ MESSAGES: dict[str, str] = {
     # identity and login
     "INVALID_ID_NUMBER": "身份证号码不正确，请核对后重新输入",
     "INVALID_CREDENTIALS": "用户名或密码错误",
+    "LOGIN_UNAVAILABLE": "登录安全校验服务暂时不可用，请稍后再试",
     "REALNAME_REQUIRED": "首次登录需要实名认证，请填写姓名和身份证号码",
     "REALNAME_MISMATCH": "姓名与身份证号码不匹配，或未查询到您的参保信息",
     "PERSON_NOT_FOUND": "未查询到该人员的参保信息",
