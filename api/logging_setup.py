@@ -1,4 +1,4 @@
-"""Structured (JSON) log lines with ID and phone numbers masked wherever they appear."""
+"""Structured (JSON) log lines with ID, card and phone numbers masked wherever they appear."""
 import json
 import logging
 import sys
@@ -15,6 +15,8 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = getattr(record, key)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
+        # each text before JSON escapes it (a number after a "\n" would no longer stand alone), then the line
+        entry = {k: mask_text(v) if isinstance(v, str) else v for k, v in entry.items()}
         return mask_text(json.dumps(entry, ensure_ascii=False))
 
 

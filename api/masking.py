@@ -2,7 +2,12 @@
 import re
 
 _ID_RE = re.compile(r"(?<![0-9])([1-9][0-9]{5})[0-9]{8}([0-9]{3}[0-9Xx])(?![0-9])")
+# the 15-digit ID numbers issued before 1999 (region, YYMMDD, sequence; no check digit) are still in old records
+_OLD_ID_RE = re.compile(r"(?<![0-9])[1-9][0-9]{14}(?![0-9])")
 _PHONE_RE = re.compile(r"(?<![0-9])(1[3-9][0-9])[0-9]{4}([0-9]{4})(?![0-9])")
+# 医保卡号 as the registry exports them: one or two letters, then 8–11 digits (G440000001); standing alone, so
+# that longer identifiers (receipt numbers GJ20260101…, hex ids) are left as they are
+_CARD_RE = re.compile(r"(?<![0-9A-Za-z])[A-Za-z]{1,2}[0-9]{8,11}(?![0-9A-Za-z])")
 
 
 def mask_id(id_number: str | None) -> str | None:
@@ -33,6 +38,15 @@ def mask_name(name: str | None) -> str | None:
     return name[0] + "*" * max(len(name) - 1, 1)
 
 
+def mask_typed_username(username: str | None) -> str:
+    """What was typed as a username in a failed login: a wrong one is often a password or a phone number, so
+    only its first character is kept (and not its length)."""
+    return f"{(username or '')[:1]}***"
+
+
 def mask_text(text: str) -> str:
-    """Masks any ID number or mobile number found in free text (log lines)."""
-    return _PHONE_RE.sub(r"\1****\2", _ID_RE.sub(lambda m: mask_id(m.group(0)), text))
+    """Masks any ID number (18 or 15 digits), card number or mobile number found in free text (log lines)."""
+    text = _ID_RE.sub(lambda m: mask_id(m.group(0)), text)
+    text = _OLD_ID_RE.sub(lambda m: mask_id(m.group(0)), text)
+    text = _CARD_RE.sub(lambda m: mask_card(m.group(0)), text)
+    return _PHONE_RE.sub(r"\1****\2", text)

@@ -19,6 +19,7 @@ MESSAGES: dict[str, str] = {
     # identity and login
     "INVALID_ID_NUMBER": "身份证号码不正确，请核对后重新输入",
     "INVALID_CREDENTIALS": "用户名或密码错误",
+    "LOGIN_UNAVAILABLE": "登录安全校验服务暂时不可用，请稍后再试",
     "REALNAME_REQUIRED": "首次登录需要实名认证，请填写姓名和身份证号码",
     "REALNAME_MISMATCH": "姓名与身份证号码不匹配，或未查询到您的参保信息",
     "PERSON_NOT_FOUND": "未查询到该人员的参保信息",
@@ -30,6 +31,7 @@ MESSAGES: dict[str, str] = {
     "CHANNEL_UNAVAILABLE": "登录服务暂时无法连接，请稍后再试",
     "CHANNEL_NOT_OPEN": "该渠道暂未开通，请使用微信小程序办理",
     "FILE_EMPTY": "上传的文件是空的，请重新选择文件",
+    "UPLOAD_QUOTA_EXCEEDED": "今日上传的材料已达上限，请明天再试",
     "NO_ACTIVE_BINDING": "您目前没有有效的共济关系，无需解绑",
     "SERVICE_NOT_YET_AVAILABLE": "该服务即将开通，敬请期待",
     # R1 authorizer

@@ -3,6 +3,8 @@ in Redis, shared by every web process.
 
 Limits are app.config strings such as "10/minute" (see `LIMITS`); `RATELIMIT_ENABLED = False` turns them off.
 Every attempt counts, failed ones included, so guessing passwords or ID numbers costs the same as logging in.
+With Redis down a limit either lets the attempt through (logged loudly) or, where `fail_closed`, refuses it
+with 503 LOGIN_UNAVAILABLE: a staff password must never be open to unlimited guesses because Redis is away.
 """
 from __future__ import annotations
 
@@ -78,9 +80,15 @@ def client_ip() -> str:
     return request.remote_addr or "unknown"
 
 
+UNAVAILABLE_RETRY_AFTER = 30  # seconds: about what a Redis restart or fail-over takes
+
+
 def hit(scope: str, account: str, per_account: str = "RATELIMIT_LOGIN_PER_ACCOUNT",
-        per_ip: str | None = "RATELIMIT_LOGIN_PER_IP") -> None:
-    """Counts one attempt of `scope` for `account` (and the caller's IP); over a limit → 429 RATE_LIMITED."""
+        per_ip: str | None = "RATELIMIT_LOGIN_PER_IP", fail_closed: bool = False) -> None:
+    """Counts one attempt of `scope` for `account` (and the caller's IP); over a limit → 429 RATE_LIMITED.
+
+    When the counters cannot be reached: allowed, or with `fail_closed` 503 LOGIN_UNAVAILABLE (Retry-After).
+    """
     if not current_app.config.get("RATELIMIT_ENABLED", True):
         return
     checks = [(counter_key(scope, "account", account), rule(per_account))]
@@ -89,7 +97,11 @@ def hit(scope: str, account: str, per_account: str = "RATELIMIT_LOGIN_PER_ACCOUN
     try:
         raw = redis_client().eval(_HIT, len(checks), *[k for k, _ in checks], *[r.period for _, r in checks])
     except redis.RedisError as exc:
-        # logins and applications must keep working while Redis is down; the outage is logged loudly
+        if fail_closed:
+            log.error("rate limiter unavailable, refusing %s attempt: %s", scope, type(exc).__name__)
+            raise ApiError("LOGIN_UNAVAILABLE", 503, None,
+                           headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)}) from None
+        # person logins and applications keep working while Redis is down; the outage is logged loudly
         log.error("rate limiter unavailable, allowing %s attempt: %s", scope, type(exc).__name__)
         return
     waits = [int(raw[2 * i + 1]) for i, (_, r) in enumerate(checks) if int(raw[2 * i]) > r.limit]

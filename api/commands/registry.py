@@ -24,7 +24,17 @@ def import_cmd(directory: Path) -> None:
         else:
             click.echo(line, err=True)
 
-    reports = import_directory(directory, progress)
+    from sqlalchemy.exc import OperationalError
+
+    from api.errors import database_unavailable
+    try:
+        reports = import_directory(directory, progress)
+    except OperationalError as exc:
+        if not database_unavailable(exc):
+            raise
+        # another import (or a long writer) held the lock past the wait; nothing of the current file was written
+        click.echo("数据库正忙（可能另一次导入正在进行），等待超时；已提交的文件保持不变，请稍后重新导入同一目录", err=True)
+        sys.exit(1)
     if not reports:
         click.echo(f"{directory} 中没有可导入的文件（policies/、persons.csv、institutions.csv、kinship.csv）", err=True)
         sys.exit(1)

@@ -13,7 +13,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from api import channels, idnumber
 from api.errors import ApiError
 from api.extensions import db
-from api.masking import mask_id
+from api.masking import mask_id, mask_typed_username
 from api.models import ChannelAccount, Person, StaffUser, utcnow
 from api.services import audit
 from api.services.people import person_by_id_number
@@ -96,7 +96,8 @@ def login_staff(username: str, password: str) -> StaffUser:
     ok = check_password_hash(staff.password_hash if staff else _dummy_hash(), password)
     with unit_of_work():
         if staff is None or not ok or not staff.active:
-            audit.record(f"staff:{username}"[:64], "staff_login_failed")
+            # a name no account has was typed wrongly: often a password or a phone number, kept masked
+            audit.record(f"staff:{username if staff else mask_typed_username(username)}"[:64], "staff_login_failed")
             failed = True
         else:
             audit.record(f"staff:{username}"[:64], "staff_login", target=str(staff.id))

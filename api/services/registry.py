@@ -9,10 +9,18 @@ Balances move only through the ledger. The registry's word on an account is the 
 `registry_load` / `registry_adjust` postings; an import posts the difference between the file and that sum, so
 re-importing an old export after settlements changes nothing, and a changed export moves exactly its change.
 Large files are written with Core executemany in chunks and `ledger.post_many`, never one ORM object per row.
+
+Two imports at once take turns, file by file: each file's transaction first takes the import lock (a
+PostgreSQL advisory transaction lock; on SQLite the writers' lock, `extensions.writing`) and only then reads
+what the registry has posted, so the second sees the first's postings and finds nothing left to move. The
+ledger reference of a balance change names the person and the registry state it changes
+(`registry_adjust:<person id>:<registry postings so far>`), so even an import that skipped the lock could not
+post the same change twice: the second insert of that reference fails and its file is rejected whole.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 import tomllib
@@ -20,12 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import bindparam, func, insert, select, update
+from flask import current_app
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from api import idnumber, ledger
+from api import idnumber, ledger, settings
 from api.auth import hash_key
-from api.extensions import db
+from api.extensions import LOCK_WAIT_SECONDS, db, writing
 from api.models import Institution, Kinship, LedgerAccount, LedgerTransaction, Person, Posting, RegionPolicy, utcnow
 from api.policy import INVERSE, RELATIONS, PolicyError, load_policy_file
 
@@ -89,11 +98,13 @@ def import_directory(directory: Path, progress: Progress | None = None) -> list[
             continue
         report = FileReport("policies/" if name == "policies" else name)
         try:
-            step(path, report, progress)
-            if report.ok:
-                db.session.commit()
-            else:
-                db.session.rollback()
+            with writing():
+                _take_import_lock()
+                step(path, report, progress)
+                if report.ok:
+                    db.session.commit()
+                else:
+                    db.session.rollback()
         except ledger.InsufficientFunds as exc:
             # A settlement spent from the account between the check and the write (PostgreSQL): nothing written.
             db.session.rollback()
@@ -106,6 +117,25 @@ def import_directory(directory: Path, progress: Progress | None = None) -> list[
             raise
         reports.append(report)
     return reports
+
+
+# A fixed 64-bit key of our own for pg_advisory_xact_lock ("gongji registry import").
+IMPORT_LOCK_KEY = int.from_bytes(hashlib.sha256(b"gongji:registry-import").digest()[:8], "big", signed=True)
+
+
+def _take_import_lock() -> None:
+    """Waits for any other import's file to commit (PostgreSQL); held until this transaction ends.
+
+    On SQLite the caller's `writing()` block already holds the writers' lock, which serializes every writer.
+    An import waits longer than a request does (REGISTRY_LOCK_WAIT_SECONDS, default 10 minutes): the other
+    import may be loading a large file.
+    """
+    if db.session.get_bind().dialect.name != "postgresql":
+        return
+    wait = current_app.config.get("REGISTRY_LOCK_WAIT_SECONDS", settings.env_int("REGISTRY_LOCK_WAIT_SECONDS", 600))
+    db.session.execute(text(f"SET LOCAL lock_timeout = {int(wait) * 1000}"))
+    db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": IMPORT_LOCK_KEY})
+    db.session.execute(text(f"SET LOCAL lock_timeout = {int(LOCK_WAIT_SECONDS * 1000)}"))
 
 
 # --- reading ------------------------------------------------------------------------------------------------
@@ -313,11 +343,14 @@ def _import_persons(path: Path, report: FileReport, progress: Progress) -> None:
             select(LedgerAccount.id, LedgerAccount.person_id, LedgerAccount.kind, LedgerAccount.balance_fen)
             .where(LedgerAccount.person_id.is_not(None), LedgerAccount.kind.in_(ledger.PERSONAL_KINDS))):
         accounts.setdefault(person_id, {})[kind] = (account_id, balance)
-    registry_sums = dict(db.session.execute(
-        select(Posting.account_id, func.sum(Posting.amount_fen))
-        .join(LedgerTransaction, LedgerTransaction.id == Posting.transaction_id)
-        .where(LedgerTransaction.kind.in_(REGISTRY_KINDS))
-        .group_by(Posting.account_id)).all())
+    registry_sums: dict[int, int] = {}    # account id -> what the registry has put in
+    registry_counts: dict[int, int] = {}  # account id -> how many registry postings did it
+    for account_id, total, count in db.session.execute(
+            select(Posting.account_id, func.sum(Posting.amount_fen), func.count(Posting.id))
+            .join(LedgerTransaction, LedgerTransaction.id == Posting.transaction_id)
+            .where(LedgerTransaction.kind.in_(REGISTRY_KINDS))
+            .group_by(Posting.account_id)):
+        registry_sums[account_id], registry_counts[account_id] = int(total or 0), int(count)
 
     plans = []
     for person in parsed:
@@ -336,6 +369,7 @@ def _import_persons(path: Path, report: FileReport, progress: Progress) -> None:
                     plan.accounts[kind] = account_id
                 if account_id in registry_sums:
                     plan.first_load = False
+                    plan.registry_postings += registry_counts[account_id]
                 plan.deltas[kind] = target[kind] - int(registry_sums.get(account_id, 0) or 0)
                 overdrawn = overdrawn or balance + plan.deltas[kind] < 0
             if overdrawn:
@@ -356,6 +390,22 @@ class _Plan:
     deltas: dict[str, int] = field(default_factory=dict)   # account kind -> change in 分 (employees only)
     first_load: bool = True                                # no registry posting yet: registry_load, else adjust
     accounts: dict[str, int] = field(default_factory=dict)  # account kind -> ledger account id
+    registry_postings: int = 0                             # on his accounts so far: the state a change changes
+
+    def reference(self) -> str:
+        """The ledger reference of this row's balance change: a first load happens once per person; an
+        adjustment once per registry state of the person (the count of registry postings grows with each
+        change, so a balance going A→B→A→B is four changes, while two imports of one export, or of two
+        exports, from the same state post one change, never two). Not the content: two different exports
+        racing from one state must not both apply their difference."""
+        if self.first_load:
+            return f"registry_load:{self.person_id}"
+        return f"registry_adjust:{self.person_id}:{self.registry_postings}"
+
+    def content_digest(self) -> str:
+        """sha256 of the row's balance fields, for the memo: which export content made the change."""
+        row = self.row
+        return hashlib.sha256(f"{row.id_number}|{row.balance_fen}|{row.prior_year_fen}".encode()).hexdigest()
 
 
 def _check_cards(parsed: list[_PersonRow], existing: dict, report: FileReport) -> None:
@@ -375,7 +425,6 @@ def _check_cards(parsed: list[_PersonRow], existing: dict, report: FileReport) -
 def _write_persons(plans: list[_Plan], report: FileReport, progress: Progress) -> None:
     pt, at = Person.__table__, LedgerAccount.__table__
     now = utcnow()
-    stamp = now.strftime("%Y%m%dT%H%M%S.%fZ")
     funding = ledger.system_account(ledger.REGISTRY_ACCOUNT).id
     person_update = (update(pt).where(pt.c.id == bindparam("b_id"))
                      .values(name=bindparam("b_name"), insurance_type=bindparam("b_type"),
@@ -419,12 +468,11 @@ def _write_persons(plans: list[_Plan], report: FileReport, progress: Progress) -
                        if delta]
             if entries:
                 entries.append(ledger.Entry(funding, -sum(e.amount_fen for e in entries)))
-                # A person's first load can happen once (the reference is unique); an adjustment once per import.
-                reference = (f"registry_load:{plan.person_id}" if plan.first_load
-                             else f"registry_adjust:{plan.person_id}:{stamp}")
+                # the reference is unique: see _Plan.reference
                 kind = "registry_load" if plan.first_load else "registry_adjust"
-                movements.append(ledger.Movement(kind, entries, reference,
-                                                 memo=f"registry import persons.csv:{plan.row.line}"))
+                movements.append(ledger.Movement(
+                    kind, entries, plan.reference(),
+                    memo=f"registry import persons.csv:{plan.row.line} sha256:{plan.content_digest()[:16]}"))
         ledger.post_many(movements)
 
         for plan in chunk:

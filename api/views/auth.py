@@ -22,6 +22,9 @@ def _document_bearer(_state) -> None:
 
 _RATE_LIMITED = {"description": "RATE_LIMITED：登录尝试过于频繁（按 IP 与按账号计数）",
                  "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}}
+_LIMITS_UNAVAILABLE = {"description": "LOGIN_UNAVAILABLE：登录次数限制所依赖的服务（Redis）不可用，暂不受理工作人员登录",
+                       "headers": {"Retry-After": {"description": "seconds to wait",
+                                                   "schema": {"type": "integer"}}}}
 
 
 @blp.route("/auth/login", methods=["POST"])
@@ -36,6 +39,9 @@ _RATE_LIMITED = {"description": "RATE_LIMITED：登录尝试过于频繁（按 I
 @blp.alt_response(429, schema=ErrorBody, **_RATE_LIMITED)
 def login(data):
     """参保人渠道登录: the code names a channel account; its first login binds it to a person by 实名认证."""
+    # Fails open when Redis is down: the channel's own code exchange is the real limit here (a code is issued to
+    # a logged-in WeChat/Alipay/… user, is short-lived and good once), and the elderly people this service is for
+    # must not be locked out of their accounts by our own outage. Staff logins below fail closed instead.
     ratelimit.hit("login", f"{data['channel']}:{data['code']}")
     person = logins.login_person(data["channel"], data["code"], data.get("name"), data.get("id_number"))
     token, expires_at = issue_token("person", person.id, ch=data["channel"])
@@ -47,9 +53,12 @@ def login(data):
 @blp.response(200, StaffLoginOut)
 @blp.alt_response(401, schema=ErrorBody, description="INVALID_CREDENTIALS：用户名或密码错误（或账号已停用）")
 @blp.alt_response(429, schema=ErrorBody, **_RATE_LIMITED)
+@blp.alt_response(503, schema=ErrorBody, **_LIMITS_UNAVAILABLE)
 def staff_login(data):
     """工作人员登录（窗口经办人 clerk、审核员 reviewer、管理员 admin）; failed attempts count toward the limits."""
-    ratelimit.hit("staff-login", data["username"].strip().lower())
+    # Fails closed: a password alone guards staff powers (reviews, every person's records), so without the
+    # counters in Redis no attempt is allowed: 503 LOGIN_UNAVAILABLE with Retry-After, never unlimited guesses.
+    ratelimit.hit("staff-login", data["username"].strip().lower(), fail_closed=True)
     staff = logins.login_staff(data["username"].strip(), data["password"])
     token, expires_at = issue_token("staff", staff.id)
     return {"token": token, "expires_at": local_iso(expires_at),

@@ -88,8 +88,14 @@ def region_policy():
 @blp.alt_response(413, schema=ErrorBody, description="PAYLOAD_TOO_LARGE：超过 5 MB")
 @blp.alt_response(415, schema=ErrorBody,
                   description="UNSUPPORTED_MEDIA_TYPE：内容不是 JPEG、PNG 或 PDF（按文件内容判断，不看文件名）")
+@blp.alt_response(429, schema=ErrorBody,
+                  description="UPLOAD_QUOTA_EXCEEDED：今日（北京时间）上传的份数或总大小已达上限"
+                              "（UPLOAD_DAILY_COUNT、UPLOAD_DAILY_BYTES）；Retry-After 为到次日零点的秒数",
+                  headers={"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}})
 def upload_material(data):
-    """上传申请材料 (户口簿、结婚证、出生医学证明 …): multipart `file` + `kind`; pass the id in material_ids."""
+    """上传申请材料 (户口簿、结婚证、出生医学证明 …): multipart `file` + `kind`; pass the id in material_ids.
+
+    A material no application takes within a day is deleted."""
     return materials.store(current_person(), data["kind"], data["file"].stream)
 
 
@@ -105,8 +111,9 @@ def download_material(material_id):
 
 
 def send_material(material, path):
-    """The stored file as its sniffed type, never cached, never re-sniffed by the browser."""
-    response = send_file(path, mimetype=material.content_type, conditional=False,
+    """The stored file as its sniffed type, as a download (never rendered in our origin: an uploaded PDF could
+    carry script), never cached, never re-sniffed by the browser. Every route serving a material uses this."""
+    response = send_file(path, mimetype=material.content_type, conditional=False, as_attachment=True,
                          download_name=f"{material.id}.{materials.EXTENSIONS[material.content_type]}")
     response.headers["Cache-Control"] = "private, no-store"
     response.headers["X-Content-Type-Options"] = "nosniff"
