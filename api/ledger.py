@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from api.extensions import db
 from api.models import LedgerAccount, LedgerTransaction, Person, Posting, utcnow
@@ -47,13 +48,23 @@ def system_account(code: str, kind: str = "registry") -> LedgerAccount:
 
 
 def institution_account(institution_id: int) -> LedgerAccount:
-    account = db.session.scalar(select(LedgerAccount).where(LedgerAccount.institution_id == institution_id))
+    """The institution's account, created on first use (a savepoint, so a concurrent first use is no error)."""
+    query = select(LedgerAccount).where(LedgerAccount.institution_id == institution_id)
+    account = db.session.scalar(query)
     if account is None:
-        account = LedgerAccount(code=f"institution:{institution_id}", kind="institution",
-                                institution_id=institution_id, balance_fen=0)
-        db.session.add(account)
-        db.session.flush()
+        try:
+            with db.session.begin_nested():
+                db.session.add(LedgerAccount(code=f"institution:{institution_id}", kind="institution",
+                                             institution_id=institution_id, balance_fen=0))
+        except IntegrityError:
+            pass
+        account = db.session.scalar(query)
     return account
+
+
+def postings_of(transaction_id: int) -> list[Posting]:
+    return list(db.session.scalars(select(Posting).where(Posting.transaction_id == transaction_id)
+                                   .order_by(Posting.id)))
 
 
 def personal_accounts(person: Person) -> tuple[LedgerAccount, LedgerAccount]:

@@ -58,6 +58,7 @@ class Person(db.Model):
     phone: Mapped[str] = mapped_column(String(20))
     settlement_suspended: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     suspension_reason: Mapped[str | None] = mapped_column(String(200))
+    suspended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -275,7 +276,8 @@ class Binding(db.Model):
 class Settlement(db.Model):
     """结算: one bill settled at an institution; the family account pays part of the personal burden."""
     __tablename__ = "settlements"
-    __table_args__ = (UniqueConstraint("institution_id", "idempotency_key"),)
+    __table_args__ = (UniqueConstraint("institution_id", "idempotency_key"),
+                      Index("ix_settlements_institution_created", "institution_id", "created_at", "id"))
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"), index=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
@@ -293,6 +295,54 @@ class Settlement(db.Model):
     refund_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transactions.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     refunded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    institution: Mapped[Institution] = relationship()
+    patient: Mapped[Person] = relationship()
+    family_payments: Mapped[list["FamilyPayment"]] = relationship(
+        back_populates="settlement", order_by="FamilyPayment.position")
+
+
+class FamilyPayment(db.Model):
+    """共济使用记录: what one binding paid towards a settlement — the usage record every reader of R12 sees.
+
+    Written in the settlement's transaction beside its ledger postings (which stay the money's truth); kept as rows
+    of their own so that usage queries read one indexed table, whatever the size of the ledger.
+    """
+    __tablename__ = "family_payments"
+    __table_args__ = (
+        Index("ix_family_payments_authorizer", "authorizer_id", "created_at", "id"),
+        Index("ix_family_payments_beneficiary", "beneficiary_id", "created_at", "id"),
+        Index("ix_family_payments_binding", "binding_id", "created_at", "id"),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    settlement_id: Mapped[str] = mapped_column(ForeignKey("settlements.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)  # the order in which the sources paid
+    binding_id: Mapped[str] = mapped_column(ForeignKey("bindings.id"))
+    authorizer_id: Mapped[int] = mapped_column(ForeignKey("persons.id"))
+    beneficiary_id: Mapped[int] = mapped_column(ForeignKey("persons.id"))
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"))
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    refunded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    settlement: Mapped[Settlement] = relationship(back_populates="family_payments")
+    binding: Mapped[Binding] = relationship()
+    authorizer: Mapped[Person] = relationship(foreign_keys=[authorizer_id])
+    beneficiary: Mapped[Person] = relationship(foreign_keys=[beneficiary_id])
+    institution: Mapped[Institution] = relationship()
+
+
+class ImpersonationAttempt(db.Model):
+    """冒名就医: a settlement refused because the credential was not the patient's own (R9), recorded against the
+    credential's holder; repeated attempts suspend his networked settlement."""
+    __tablename__ = "impersonation_attempts"
+    __table_args__ = (Index("ix_impersonation_attempts_holder", "holder_id", "at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    holder_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id"))  # None: nobody's credential
+    patient_id: Mapped[int] = mapped_column(ForeignKey("persons.id"))
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"))
+    credential_kind: Mapped[str] = mapped_column(String(10))  # card | voucher | unknown
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 # --- notifications, audit, idempotency ----------------------------------------------------------------------

@@ -47,3 +47,7 @@ def paginate(query, model, limit: int, cursor: str | None, ascending: bool = Fal
     rows = db.session.scalars(query.order_by(*order).limit(limit + 1)).all()
     next_cursor = _encode(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return rows[:limit], next_cursor
+
+
+# one cursor format for every list, also those paginated elsewhere (api.services.usage)
+encode_cursor, decode_cursor = _encode, _decode

@@ -366,7 +366,9 @@ def eligible_fen(items: list[dict]) -> int:
 
 
 def family_source_available(source: FamilySource, institution_region: str, today: dt.date) -> int:
-    """R7 and R10 limits: what this binding may pay now, before the account's own balance is looked at."""
+    """R1 still true of the authorizer, R7 and R10 limits: what this binding may pay now."""
+    if source.authorizer.insurance_type != "employee" or source.authorizer.status != "normal":
+        return 0
     if not in_effect(source.valid_from, source.valid_until, today):
         return 0
     if not same_area(source.policy.use_scope, source.authorizer.region_code, institution_region):
@@ -418,3 +420,25 @@ def plan_payment(personal_burden_fen: int, eligible_burden_fen: int, own_availab
             break
     plan.cash_fen = personal_burden_fen - plan.own_account_fen - sum(a for _, a in plan.family)
     return plan
+
+
+def split_debit(amount_fen: int, current_fen: int, prior_fen: int, family_policy: Policy | None = None) -> tuple[int, int]:
+    """Which part of an account pays `amount_fen`: (from 当年, from 历年).
+
+    For the patient himself (`family_policy` None): the current year first, then the prior years (先当年后历年).
+    For a relative (the authorizer's `family_policy`): the prior years first — where only 历年 may be shared
+    (上海, 浙江) nothing else — then the current year.
+    """
+    if family_policy is None:
+        from_current = min(amount_fen, current_fen)
+        return from_current, amount_fen - from_current
+    if family_policy.shareable == "prior_year":
+        return 0, amount_fen
+    from_prior = min(amount_fen, prior_fen)
+    return amount_fen - from_prior, from_prior
+
+
+def money(fen: int) -> str:
+    """86.50: fen as 元 with two decimals, for people to read (never for arithmetic)."""
+    sign = "-" if fen < 0 else ""
+    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"

@@ -28,6 +28,9 @@ LIMITS = {
     "RATELIMIT_LOGIN_PER_IP": "30/minute",
     # generous for a family binding its relatives, tight for anyone trying name / ID number pairs one by one
     "RATELIMIT_APPLY_PER_PERSON": "20/hour",
+    # 12333 / self-service terminals: a person looks himself up a few times; nobody needs to try many card numbers
+    "RATELIMIT_TERMINAL_PER_ID": "10/hour",
+    "RATELIMIT_TERMINAL_PER_CLIENT": "120/hour",
 }
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _RULE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(second|minute|hour|day|s|m|h|d)s?\s*$")

@@ -17,3 +17,7 @@ def month_start_utc(now: dt.datetime | None = None) -> dt.datetime:
     """The first instant of the current Shanghai calendar month, in UTC."""
     local = (now or dt.datetime.now(dt.timezone.utc)).astimezone(SHANGHAI)
     return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0).astimezone(dt.timezone.utc)
+
+
+def local_now() -> dt.datetime:
+    return dt.datetime.now(SHANGHAI)

@@ -3,13 +3,11 @@ month's used amount that never goes below zero, and region policies parsed once 
 import datetime as dt
 
 import pytest
-from sqlalchemy import update
-
-from api import ledger, policy
+from api import policy
 from api.errors import Refusal
 from api.extensions import db
-from api.models import Application, Binding, LedgerTransaction, RegionPolicy
-from api.services import applications, bindings, people, tx
+from api.models import Application, Binding, FamilyPayment, RegionPolicy, Settlement
+from api.services import applications, bindings, people
 from tests import factories
 from tests.test_policy import POLICIES, source
 
@@ -67,28 +65,31 @@ def test_a_binding_not_yet_in_effect_pays_nothing_in_a_plan():
 # --- the month's used amount --------------------------------------------------------------------------------------
 
 def test_used_this_month_counts_this_months_payments_and_never_goes_below_zero(clean_app):
+    """Last month's payment refunded this month gives back to last month: this month's use stays what it is."""
     a = factories.person("王建国", balance_fen=100000)
     b = factories.person("李秀英", male=False, insurance_type="resident", balance_fen=None)
+    hospital = factories.institution()
     binding = Binding(authorizer_id=a.id, beneficiary_id=b.id, relation="spouse")
     db.session.add(binding)
     db.session.commit()
-    _, current = ledger.personal_accounts(a)  # the demo balance is all 历年
-    hospital = ledger.system_account("test:hospital", kind="institution")
-    db.session.commit()
-
-    def move(amount, when):
-        with tx.unit_of_work():
-            txn = ledger.post("settlement", [ledger.Entry(current.id, -amount, binding.id),
-                                             ledger.Entry(hospital.id, amount)])
-            db.session.execute(update(LedgerTransaction).where(LedgerTransaction.id == txn.id).values(created_at=when))
-
     now = dt.datetime.now(dt.timezone.utc)
-    move(3000, now)
+
+    def paid(amount, when, refunded=None):
+        settlement = Settlement(institution_id=hospital.id, patient_id=b.id, request_hash="x", items=[],
+                                total_fen=amount, eligible_fen=amount, pooled_fen=0, personal_burden_fen=amount,
+                                own_account_fen=0, cash_fen=0, created_at=when)
+        db.session.add(settlement)
+        db.session.flush()
+        db.session.add(FamilyPayment(settlement_id=settlement.id, position=0, binding_id=binding.id,
+                                     authorizer_id=a.id, beneficiary_id=b.id, institution_id=hospital.id,
+                                     amount_fen=amount, created_at=when, refunded_at=refunded))
+        db.session.commit()
+
+    paid(3000, now)
+    paid(1000, now, refunded=now)
     assert bindings.used_this_month([binding.id]) == {binding.id: 3000}
-    # last month's 5,000 refunded this month: this month's use is 0, not -2,000
-    move(5000, now - dt.timedelta(days=40))
-    move(-5000, now)
-    assert bindings.used_this_month([binding.id]) == {binding.id: 0}
+    paid(5000, now - dt.timedelta(days=40), refunded=now)
+    assert bindings.used_this_month([binding.id]) == {binding.id: 3000}
 
 
 # --- policies parsed once per process -----------------------------------------------------------------------------

@@ -1,13 +1,15 @@
 """Bindings (共济关系): list, limits and priority, revoke by either party, usage this month."""
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import func, select, update
 
 from api import policy
 from api.errors import ApiError, not_found
 from api.extensions import db
 from api.masking import mask_name
-from api.models import Binding, LedgerAccount, LedgerTransaction, Person, Posting, utcnow
+from api.models import Binding, FamilyPayment, Person, utcnow
 from api.services import notifications
 from api.services.tx import transactional
 from api.timefmt import month_start_utc
@@ -20,19 +22,18 @@ def visible_to(person: Person, binding_id: str) -> Binding:
     return binding
 
 
-def used_this_month(binding_ids: list[str]) -> dict[str, int]:
-    """What each binding paid from the authorizer's account since the start of this (Shanghai) month, net of refunds."""
+def used_this_month(binding_ids: list[str], now: dt.datetime | None = None) -> dict[str, int]:
+    """What each binding paid from the authorizer's account this (Shanghai) month: its payments made since the
+    month began and not refunded. A refund gives back to the month of its payment, so the month's use never
+    goes below zero."""
     if not binding_ids:
         return {}
     rows = db.session.execute(
-        select(Posting.binding_id, func.sum(Posting.amount_fen))
-        .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
-        .join(LedgerTransaction, LedgerTransaction.id == Posting.transaction_id)
-        .where(Posting.binding_id.in_(binding_ids), LedgerAccount.kind.in_(("personal_current", "personal_prior")),
-               LedgerTransaction.created_at >= month_start_utc())
-        .group_by(Posting.binding_id)).all()
-    # a refund this month of a payment made last month must not make this month's use negative
-    return {bid: max(0, -int(total or 0)) for bid, total in rows}
+        select(FamilyPayment.binding_id, func.sum(FamilyPayment.amount_fen))
+        .where(FamilyPayment.binding_id.in_(binding_ids), FamilyPayment.created_at >= month_start_utc(now),
+               FamilyPayment.refunded_at.is_(None))
+        .group_by(FamilyPayment.binding_id)).all()
+    return {bid: int(total or 0) for bid, total in rows}
 
 
 def of_person(person: Person) -> dict[str, list[Binding]]:

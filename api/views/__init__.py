@@ -2,7 +2,7 @@
 
 
 def register_blueprints(app, api) -> None:
-    from api.views import auth, bindings, ops, persons, staff
+    from api.views import auth, bindings, institution, ops, persons, staff, usage
     app.register_blueprint(ops.bp)
-    for module in (auth, persons, bindings, staff):
+    for module in (auth, persons, bindings, usage, staff, institution):
         api.register_blueprint(module.blp)

@@ -60,9 +60,7 @@ def services():
          "reason": message(refusal) if refusal else None},
         {"id": "family_unbinding", "title": "亲情账号解绑", "available": unbinding,
          "reason": None if unbinding else message("NO_ACTIVE_BINDING")},
-        # not built yet (settlement moves no money today): offered once GET /usage answers
-        {"id": "usage_query", "title": "共济记录查询", "available": False,
-         "reason": message("SERVICE_NOT_YET_AVAILABLE")},
+        {"id": "usage_query", "title": "共济记录查询", "available": True, "reason": None},
         {"id": "application_status", "title": "办理进度查询", "available": True, "reason": None},
     ]
 

@@ -1,0 +1,308 @@
+"""Settlement at 定点医药机构 (结算, R7–R10): quote, settle and refund, the family accounts paying through the ledger.
+
+A settlement reads and moves money under locks: the patient's and his authorizers' rows (people first, in id
+order) and his active bindings, so that a revocation, a new limit or another settlement of the same people waits
+for it or is waited for; the ledger's conditional updates guard every balance besides. One ledger transaction
+moves every fen of a settlement, and one reverses it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from api import idnumber, ledger, policy
+from api.auth import voucher_holder
+from api.errors import ApiError, not_found
+from api.extensions import db
+from api.masking import mask_id, mask_name
+from api.models import (Binding, FamilyPayment, ImpersonationAttempt, Institution, Person, Settlement, StaffUser,
+                        utcnow)
+from api.services import audit, notifications
+from api.services.bindings import used_this_month
+from api.services.people import facts_of_many, person_by_id_number, policies_of
+from api.services.rule_facts import lock_people
+from api.services.tx import unit_of_work
+from api.timefmt import local_today
+
+IMPERSONATION_WINDOW = dt.timedelta(days=30)
+IMPERSONATIONS_BEFORE_SUSPENSION = 3  # the third refusal within the window suspends networked settlement (R9)
+
+
+@dataclass
+class Breakdown:
+    """What each account pays of a bill (the answer of a quote and of a settlement)."""
+    total_fen: int
+    eligible_fen: int
+    pooled_fen: int
+    personal_burden_fen: int
+    own_account_fen: int
+    cash_fen: int
+    family: list[dict] = field(default_factory=list)  # {binding_id, authorizer, relation, relation_label, amount_fen}
+
+
+def request_hash(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+# --- who may settle -------------------------------------------------------------------------------------------
+
+def _patient_and_checks(institution: Institution, body: dict) -> Person:
+    """R8 (a designated institution), R9 (the patient's own credential), a settleable patient; 4xx otherwise.
+
+    A credential that is not the patient's is recorded against its holder in a transaction of its own, which
+    stays when the request is refused."""
+    if not institution.designated:
+        raise ApiError("NOT_DESIGNATED", 403)
+    try:
+        patient = person_by_id_number(idnumber.normalize(body["patient_id_number"]))
+    except idnumber.InvalidIdNumber:
+        raise ApiError("INVALID_ID_NUMBER", 400, "patient_id_number") from None
+    if patient is None:
+        raise ApiError("PATIENT_NOT_FOUND", 422, "patient_id_number")
+    kind, holder_id, expired = _credential(body["credential"])
+    if holder_id != patient.id:
+        _record_impersonation(institution, patient, kind, holder_id)
+        raise ApiError("IMPERSONATION", 403, "credential")
+    if expired:
+        raise ApiError("VOUCHER_EXPIRED", 403, "credential")
+    code = policy.settlement_refusal(facts_of_many([patient])[patient.id], credential_is_patients=True,
+                                     institution_designated=True)
+    if code:
+        raise ApiError(code, 403 if code == "SETTLEMENT_SUSPENDED" else 422)
+    return patient
+
+
+def _credential(credential: str) -> tuple[str, int | None, bool]:
+    """(kind, the holder's person id or None, expired) of a card number or a 医保电子凭证 code."""
+    found = voucher_holder(credential)
+    if found is not None:
+        return "voucher", found[0], found[1]
+    holder = db.session.scalar(select(Person.id).where(Person.card_number == credential)) if credential else None
+    return ("card", holder, False) if holder is not None else ("unknown", None, False)
+
+
+def _record_impersonation(institution: Institution, patient: Person, kind: str, holder_id: int | None) -> None:
+    """冒名就医: recorded against the credential's holder; his third within 30 days suspends his networked settlement
+    until a reviewer lifts it, and he is told."""
+    db.session.rollback()
+    with unit_of_work():
+        db.session.add(ImpersonationAttempt(holder_id=holder_id, patient_id=patient.id,
+                                            institution_id=institution.id, credential_kind=kind))
+        audit.record(f"institution:{institution.code}", "impersonation_refused", target=mask_id(patient.id_number),
+                     detail={"credential_kind": kind})
+        if holder_id is None:
+            return
+        lock_people([holder_id])
+        db.session.flush()
+        recent = db.session.scalar(select(func.count()).select_from(ImpersonationAttempt).where(
+            ImpersonationAttempt.holder_id == holder_id, ImpersonationAttempt.at >= utcnow() - IMPERSONATION_WINDOW))
+        holder = db.session.get(Person, holder_id)
+        if recent >= IMPERSONATIONS_BEFORE_SUSPENSION and not holder.settlement_suspended:
+            holder.settlement_suspended, holder.suspended_at = True, utcnow()
+            holder.suspension_reason = "IMPERSONATION_REPEATED"
+            notifications.notify(holder, "settlement_suspended", "医保联网结算已暂停",
+                                 f"您的医保卡（医保电子凭证）30天内{recent}次被他人用于就医结算，按规定已暂停您的联网结算。"
+                                 "钱可以共济，码（卡）不能共用。如有疑问，请携带身份证到医保经办窗口办理恢复。")
+
+
+# --- the plan -------------------------------------------------------------------------------------------------
+
+@dataclass
+class _Plan:
+    breakdown: Breakdown
+    patient: Person
+    own_split: tuple[int, int]                          # (当年, 历年) from the patient's own account
+    family: list[tuple[Binding, int, tuple[int, int]]]  # (binding, amount, (当年, 历年))
+
+
+def _plan(institution: Institution, patient: Person, items: list[dict], pooled_fen: int) -> _Plan:
+    """R7–R10 on what is true now: locks the people and the bindings (see the module), then asks the engine."""
+    total = sum(item["amount_fen"] for item in items)
+    eligible = policy.eligible_fen(items)
+    if pooled_fen > eligible:
+        raise ApiError("POOLED_EXCEEDS_ELIGIBLE", 422, "pooled_fen")
+    bindings = db.session.scalars(select(Binding).where(Binding.beneficiary_id == patient.id,
+                                                        Binding.status == "active")).all()
+    lock_people([patient.id, *{b.authorizer_id for b in bindings}])
+    if db.session.get_bind().dialect.name != "sqlite":
+        # a revocation or a new limit committed meanwhile is seen (FOR UPDATE re-reads the rows it waited for)
+        bindings = db.session.scalars(select(Binding).where(Binding.beneficiary_id == patient.id,
+                                                            Binding.status == "active")
+                                      .order_by(Binding.id).with_for_update()
+                                      .execution_options(populate_existing=True)).all()
+    people = {patient.id: patient, **{b.authorizer_id: b.authorizer for b in bindings}}
+    facts = facts_of_many(people.values())
+    policies = policies_of({p.region_code for p in people.values()})
+    used = used_this_month([b.id for b in bindings])
+    sources, by_id = [], {}
+    for b in bindings:
+        authorizer_policy = policies.get(b.authorizer.region_code[:2])
+        if authorizer_policy is None:  # his region has left the scheme: his account shares nothing
+            continue
+        by_id[b.id] = b
+        sources.append(policy.FamilySource(
+            binding_id=b.id, authorizer=facts[b.authorizer_id], policy=authorizer_policy, created_at=b.created_at,
+            priority=b.priority, monthly_limit_fen=b.monthly_limit_fen, used_this_month_fen=used.get(b.id, 0),
+            per_payment_limit_fen=b.per_payment_limit_fen, valid_until=b.valid_until, valid_from=b.valid_from))
+    own = facts[patient.id]
+    plan = policy.plan_payment(total - pooled_fen, eligible - pooled_fen, own.balance_fen if own.has_account else 0,
+                               sources, institution.region_code, local_today(),
+                               patient_policy=policies.get(patient.region_code[:2]))
+    own_split = policy.split_debit(plan.own_account_fen, own.balance_fen - own.prior_year_fen, own.prior_year_fen)
+    family, shown = [], []
+    for binding_id, amount in plan.family:
+        b = by_id[binding_id]
+        a = facts[b.authorizer_id]
+        family.append((b, amount, policy.split_debit(amount, a.balance_fen - a.prior_year_fen, a.prior_year_fen,
+                                                      family_policy=policies[b.authorizer.region_code[:2]])))
+        shown.append(family_part(b, amount))
+    breakdown = Breakdown(total_fen=total, eligible_fen=eligible, pooled_fen=pooled_fen,
+                          personal_burden_fen=total - pooled_fen, own_account_fen=plan.own_account_fen,
+                          cash_fen=plan.cash_fen, family=shown)
+    return _Plan(breakdown, patient, own_split, family)
+
+
+def family_part(binding: Binding, amount_fen: int) -> dict:
+    """One family payment as the institution and the patient see it (the authorizer masked)."""
+    relation = policy.INVERSE[binding.relation]  # what the authorizer is to the patient
+    return {"binding_id": binding.id, "amount_fen": amount_fen, "relation": relation,
+            "relation_label": policy.RELATIONS[relation],
+            "authorizer": {"name": mask_name(binding.authorizer.name),
+                           "id_number": mask_id(binding.authorizer.id_number)}}
+
+
+# --- quote, settle, refund --------------------------------------------------------------------------------------
+
+def quote(institution: Institution, body: dict) -> Breakdown:
+    """预结算: what a settlement of this bill would pay from each account now; nothing moves."""
+    patient = _patient_and_checks(institution, body)
+    try:
+        return _plan(institution, patient, body["items"], body["pooled_fen"]).breakdown
+    finally:
+        db.session.rollback()  # the locks taken for a true answer are let go at once
+
+
+def settle(institution: Institution, body: dict, idempotency_key: str) -> tuple[Settlement, bool]:
+    """结算: pays the bill (R10 order) in one ledger transaction; the same Idempotency-Key and body answer the
+    first settlement again (replayed = True), another body with it is 409."""
+    digest = request_hash(body)
+    if (found := _by_key(institution, idempotency_key)) is not None:
+        return _replay(found, digest), True
+    patient = _patient_and_checks(institution, body)
+    try:
+        with unit_of_work():
+            settlement = _settle(institution, patient, body, idempotency_key, digest)
+    except IntegrityError:  # the same key won by a concurrent request: its settlement is the answer
+        db.session.rollback()
+        if (found := _by_key(institution, idempotency_key)) is None:
+            raise
+        return _replay(found, digest), True
+    return settlement, False
+
+
+def _by_key(institution: Institution, key: str) -> Settlement | None:
+    return db.session.scalar(select(Settlement).where(Settlement.institution_id == institution.id,
+                                                      Settlement.idempotency_key == key))
+
+
+def _replay(settlement: Settlement, digest: str) -> Settlement:
+    if settlement.request_hash != digest:
+        raise ApiError("IDEMPOTENCY_KEY_REUSED", 409, "Idempotency-Key")
+    return settlement
+
+
+def _settle(institution: Institution, patient: Person, body: dict, key: str, digest: str) -> Settlement:
+    plan = _plan(institution, patient, body["items"], body["pooled_fen"])
+    b = plan.breakdown
+    settlement = Settlement(institution_id=institution.id, patient_id=patient.id, idempotency_key=key,
+                            request_hash=digest, items=body["items"], total_fen=b.total_fen,
+                            eligible_fen=b.eligible_fen, pooled_fen=b.pooled_fen,
+                            personal_burden_fen=b.personal_burden_fen, own_account_fen=b.own_account_fen,
+                            cash_fen=b.cash_fen, status="settled")
+    db.session.add(settlement)
+    db.session.flush()  # the unique (institution, key) is claimed here, before any money moves
+    entries = _entries(plan.patient, plan.own_split, None)
+    for position, (binding, amount, split) in enumerate(plan.family):
+        entries += _entries(binding.authorizer, split, binding.id)
+        db.session.add(FamilyPayment(settlement_id=settlement.id, position=position, binding_id=binding.id,
+                                     authorizer_id=binding.authorizer_id, beneficiary_id=patient.id,
+                                     institution_id=institution.id, amount_fen=amount,
+                                     created_at=settlement.created_at))
+        notifications.notify(binding.authorizer, "family_payment", "家庭共济账户支付提醒",
+                             f"您的医保个人账户为【{policy.RELATIONS[binding.relation]} {mask_name(patient.name)}】"
+                             f"在【{institution.name}】支付 {policy.money(amount)} 元。", binding_id=binding.id)
+    paid = b.own_account_fen + sum(amount for _, amount, _ in plan.family)
+    if paid:
+        entries.append(ledger.Entry(ledger.institution_account(institution.id).id, paid))
+        try:
+            settlement.transaction_id = ledger.post("settlement", entries, reference=f"settlement:{settlement.id}",
+                                                    memo=f"{institution.code} 结算").id
+        except ledger.InsufficientFunds:  # impossible under the locks; never half a payment if it happens
+            raise ApiError("CONFLICT", 409) from None
+    return settlement
+
+
+def _entries(person: Person, split: tuple[int, int], binding_id: str | None) -> list[ledger.Entry]:
+    if not any(split):
+        return []
+    current, prior = ledger.personal_accounts(person)
+    return [ledger.Entry(account.id, -amount, binding_id)
+            for account, amount in ((current, split[0]), (prior, split[1])) if amount]
+
+
+def refund(institution: Institution, settlement_id: str) -> Settlement:
+    """退费: reverses the settlement exactly — each account gets back what it paid, the month's use goes back down —
+    once; a second refund is 409, another institution's settlement is 404."""
+    with unit_of_work():
+        settlement = db.session.get(Settlement, settlement_id)
+        if settlement is None or settlement.institution_id != institution.id:
+            raise not_found()
+        now = utcnow()
+        if not db.session.execute(update(Settlement).where(Settlement.id == settlement.id,
+                                                           Settlement.status == "settled")
+                                  .values(status="refunded", refunded_at=now),
+                                  execution_options={"synchronize_session": False}).rowcount:
+            raise ApiError("ALREADY_REFUNDED", 409)
+        if settlement.transaction_id is not None:
+            reversal = [ledger.Entry(p.account_id, -p.amount_fen, p.binding_id)
+                        for p in ledger.postings_of(settlement.transaction_id)]
+            settlement.refund_transaction_id = ledger.post("refund", reversal, reference=f"refund:{settlement.id}",
+                                                           memo=f"{institution.code} 退费").id
+        db.session.execute(update(FamilyPayment).where(FamilyPayment.settlement_id == settlement.id)
+                           .values(refunded_at=now), execution_options={"synchronize_session": False})
+        for payment in settlement.family_payments:
+            binding = payment.binding
+            notifications.notify(payment.authorizer, "family_refund", "家庭共济退费提醒",
+                                 f"【{policy.RELATIONS[binding.relation]} {mask_name(payment.beneficiary.name)}】"
+                                 f"在【{institution.name}】的 {policy.money(payment.amount_fen)} 元已退费，"
+                                 "已退回您的医保个人账户。", binding_id=binding.id)
+    db.session.refresh(settlement)
+    return settlement
+
+
+# --- suspension (R9) ---------------------------------------------------------------------------------------------
+
+def set_suspension(staff: StaffUser, person: Person, suspended: bool, reason: str) -> Person:
+    """A reviewer lifts (or sets) a person's settlement suspension; audited, and the person is told."""
+    with unit_of_work():
+        lock_people([person.id])
+        db.session.refresh(person)
+        if person.settlement_suspended == suspended:
+            raise ApiError("SUSPENSION_UNCHANGED", 409)
+        person.settlement_suspended = suspended
+        person.suspended_at = utcnow() if suspended else None
+        person.suspension_reason = reason if suspended else None
+        audit.record(f"staff:{staff.username}", "settlement_suspension_lifted" if not suspended
+                     else "settlement_suspension_set", target=mask_id(person.id_number), detail={"reason": reason})
+        if suspended:
+            notifications.notify(person, "settlement_suspended", "医保联网结算已暂停",
+                                 f"您的联网结算已暂停：{reason}。如有疑问，请携带身份证到医保经办窗口咨询。")
+        else:
+            notifications.notify(person, "settlement_resumed", "医保联网结算已恢复",
+                                 "您的联网结算已恢复，就医购药时请出示您本人的医保卡或医保电子凭证。")
+    return person

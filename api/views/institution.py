@@ -1,0 +1,166 @@
+"""定点医药机构: settlement, 预结算, 退费, and the institution's own settlements (X-Institution-Key)."""
+from flask import request
+from marshmallow import Schema, fields, validate
+
+from api import policy
+from api.auth import current_institution, institution_required
+from api.errors import ApiError
+from api.masking import mask_id, mask_name
+from api.pagination import PageArgs
+from api.schemas import Blueprint, ErrorBody
+from api.services import settlements, usage
+from api.services.settlements import family_part
+from api.timefmt import local_iso
+from api.views.bindings import Money
+
+blp = Blueprint("institution", __name__, url_prefix="/api/v1/institution", description="定点医药机构：结算、预结算、退费")
+INSTITUTION_KEY = [{"institutionKey": []}]
+
+
+@blp.record_once
+def _document_key(_state) -> None:
+    from api.extensions import smorest
+    components = smorest.spec.components
+    if "institutionKey" not in components.security_schemes:
+        components.security_scheme("institutionKey", {
+            "type": "apiKey", "in": "header", "name": "X-Institution-Key",
+            "description": "定点医药机构的接口密钥（institutions.csv 的 api_key；只存其哈希）"})
+
+
+class ItemIn(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    category = fields.String(required=True, validate=validate.OneOf(sorted(policy.ITEM_CATEGORIES)),
+                             metadata={"description": "drug 药品 | treatment 诊疗 | material 医用耗材 | "
+                                                      "non_medical 非医疗（保健品、化妆品、生活用品…，只能自费）"})
+    amount_fen = Money(required=True)
+
+
+class SettlementIn(Schema):
+    patient_id_number = fields.String(required=True, validate=validate.Length(min=15, max=20))
+    credential = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                               metadata={"description": "患者本人的社保卡号，或本人医保电子凭证（GET /me/voucher）的码"})
+    items = fields.List(fields.Nested(ItemIn), required=True, validate=validate.Length(min=1, max=500))
+    pooled_fen = Money(load_default=0, metadata={"description": "统筹基金支付部分（由机构按医保政策算出），不得超过可报销的医疗费用"})
+
+
+class MaskedPerson(Schema):
+    name = fields.String()
+    id_number = fields.String()
+
+
+class FamilyPartOut(Schema):
+    binding_id = fields.String()
+    authorizer = fields.Nested(MaskedPerson)
+    relation = fields.String(metadata={"description": "授权人是患者的什么人"})
+    relation_label = fields.String()
+    amount_fen = fields.Integer()
+
+
+class BreakdownOut(Schema):
+    total_fen = fields.Integer()
+    eligible_fen = fields.Integer(metadata={"description": "医疗项目合计（非医疗项目不计）"})
+    pooled_fen = fields.Integer()
+    personal_burden_fen = fields.Integer(metadata={"description": "个人负担 = 合计 − 统筹"})
+    own_account_fen = fields.Integer(metadata={"description": "本人个人账户支付"})
+    family = fields.List(fields.Nested(FamilyPartOut), metadata={"description": "家庭共济支付，按支付顺序"})
+    cash_fen = fields.Integer(metadata={"description": "现金（自付）"})
+
+
+class SettlementOut(BreakdownOut):
+    id = fields.String()
+    status = fields.String(validate=validate.OneOf(["settled", "refunded"]))
+    patient = fields.Nested(MaskedPerson)
+    created_at = fields.String()
+    refunded_at = fields.String(allow_none=True)
+
+
+class SettlementsPage(Schema):
+    items = fields.List(fields.Nested(SettlementOut))
+    next_cursor = fields.String(allow_none=True)
+
+
+class SettlementsArgs(PageArgs):
+    patient_id_number = fields.String(load_default=None, validate=validate.Length(max=20))
+    from_ = fields.Date(data_key="from", load_default=None)
+    to = fields.Date(load_default=None)
+
+
+def dump_settlement(s) -> dict:
+    return {
+        "id": s.id, "status": s.status, "total_fen": s.total_fen, "eligible_fen": s.eligible_fen,
+        "pooled_fen": s.pooled_fen, "personal_burden_fen": s.personal_burden_fen,
+        "own_account_fen": s.own_account_fen, "cash_fen": s.cash_fen,
+        "family": [family_part(p.binding, p.amount_fen) for p in s.family_payments],
+        "patient": {"name": mask_name(s.patient.name), "id_number": mask_id(s.patient.id_number)},
+        "created_at": local_iso(s.created_at), "refunded_at": local_iso(s.refunded_at),
+    }
+
+
+_ERRORS = [
+    (400, "INVALID_INPUT、INVALID_ID_NUMBER、IDEMPOTENCY_KEY_REQUIRED"),
+    (401, "UNAUTHORIZED：X-Institution-Key 缺失或不正确"),
+    (403, "NOT_DESIGNATED 非定点机构；IMPERSONATION 凭证不是患者本人的（冒名就医，已记录）；VOUCHER_EXPIRED；"
+          "SETTLEMENT_SUSPENDED 患者联网结算已暂停"),
+    (422, "PATIENT_NOT_FOUND、PATIENT_NOT_NORMAL、POOLED_EXCEEDS_ELIGIBLE"),
+]
+
+
+def _document(*extra):
+    def decorate(view):
+        for status, text in [*_ERRORS, *extra]:
+            view = blp.alt_response(status, schema=ErrorBody, description=text)(view)
+        return blp.doc(security=INSTITUTION_KEY)(view)
+    return decorate
+
+
+@blp.route("/settlements/quote", methods=["POST"])
+@institution_required
+@blp.arguments(SettlementIn)
+@blp.response(200, BreakdownOut)
+@_document()
+def quote(data):
+    """预结算: the same body as a settlement and the same breakdown back; nothing moves."""
+    b = settlements.quote(current_institution(), data)
+    return b.__dict__
+
+
+@blp.route("/settlements", methods=["POST"])
+@institution_required
+@blp.arguments(SettlementIn)
+@blp.response(201, SettlementOut)
+@blp.doc(parameters=[{"in": "header", "name": "Idempotency-Key", "required": True, "schema": {"type": "string"},
+                      "description": "每笔结算一个，重试时不变：同一编号与内容只结算一次，重放得到第一次的结果"}])
+@_document((409, "IDEMPOTENCY_KEY_REUSED：同一 Idempotency-Key 用于不同内容"))
+def settle(data):
+    """结算: own account, then family accounts in the patient's order (R10), then cash; every fen through the ledger.
+
+    Idempotency-Key is required here (API.md accepts it on money movements; a settlement without one could be paid
+    twice by a retry, so it is refused with IDEMPOTENCY_KEY_REQUIRED)."""
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if not key or len(key) > 255:
+        raise ApiError("IDEMPOTENCY_KEY_REQUIRED", 400, "Idempotency-Key")
+    settlement, replayed = settlements.settle(current_institution(), data, key)
+    return dump_settlement(settlement), 201, ({"Idempotency-Replayed": "true"} if replayed else {})
+
+
+@blp.route("/settlements/<settlement_id>/refund", methods=["POST"])
+@institution_required
+@blp.response(200, SettlementOut)
+@_document((404, "NOT_FOUND：没有这笔结算（其他机构的结算亦然）"), (409, "ALREADY_REFUNDED：已退费"))
+def refund(settlement_id):
+    """退费: reverses the settlement exactly, once."""
+    return dump_settlement(settlements.refund(current_institution(), settlement_id))
+
+
+@blp.route("/settlements", methods=["GET"])
+@institution_required
+@blp.arguments(SettlementsArgs, location="query")
+@blp.response(200, SettlementsPage)
+@_document()
+def list_settlements(args):
+    """本机构的结算记录, newest first, by patient and date range (Beijing dates, both included)."""
+    rows, cursor = usage.institution_settlements(current_institution(), args["patient_id_number"],
+                                                 usage.Period(args["from_"], args["to"]), args["limit"],
+                                                 args["cursor"])
+    return {"items": [dump_settlement(s) for s in rows], "next_cursor": cursor}
