@@ -106,6 +106,11 @@ class ErrorBody(Schema):
 for _field in ErrorDetail._declared_fields.values():
     _field.required = True
 
+# the 200 of a material download: the stored file as its sniffed type
+FILE_ANSWER = {"responses": {"200": {
+    "description": "the file, as image/jpeg, image/png or application/pdf",
+    "content": {media_type: {"schema": {"type": "string", "format": "binary"}}
+                for media_type in ("image/jpeg", "image/png", "application/pdf")}}}}
 RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
 PERSON_AUTH = {401: "UNAUTHORIZED：未登录或令牌无效；TOKEN_EXPIRED：登录已过期",
                403: "WRONG_TOKEN_KIND：工作人员的令牌不能用于参保人接口"}

@@ -7,8 +7,8 @@ from api.auth import current_person, issue_voucher, person_required
 from api.extensions import db
 from api.messages import message
 from api.models import Binding
-from api.schemas import (BEARER, PERSON_AUTH, Blueprint, MaterialOut, MaterialUpload, PersonSelf, PolicyOut,
-                         ServiceItem, VoucherOut, refusals)
+from api.schemas import (BEARER, FILE_ANSWER, PERSON_AUTH, Blueprint, MaterialOut, MaterialUpload, PersonSelf,
+                         PolicyOut, ServiceItem, VoucherOut, refusals)
 from api.services import materials, people
 from api.timefmt import local_iso
 
@@ -88,8 +88,8 @@ def upload_material(data):
 @blp.route("/materials/<material_id>")
 @person_required
 @blp.doc(security=BEARER)
-@blp.response(200, content_type="application/octet-stream",
-              description="the file, as image/jpeg, image/png or application/pdf")
+@blp.response(200, description="the file, as image/jpeg, image/png or application/pdf")
+@blp.doc(**FILE_ANSWER)
 @refusals(blp, PERSON_AUTH, s404="NOT_FOUND：不存在，或不是本人上传的材料")
 def download_material(material_id):
     """本人上传的材料原件; another person's material answers 404 like a missing one."""

@@ -1,7 +1,7 @@
 """Staff endpoints of the 医保大厅 and the review office."""
 from marshmallow import Schema, fields, validate
 
-from api.schemas import BEARER, JSON_BODY, QUERY, STAFF_AUTH, Blueprint, ReviewOut, ReviewsAnswer, refusals
+from api.schemas import BEARER, FILE_ANSWER, JSON_BODY, QUERY, STAFF_AUTH, Blueprint, ReviewOut, ReviewsAnswer, refusals
 
 from api.auth import current_staff, staff_required
 from api.masking import mask_id, mask_name
@@ -58,8 +58,8 @@ def decide(data, application_id):
 @blp.route("/materials/<material_id>")
 @staff_required("reviewer")
 @blp.doc(security=BEARER)
-@blp.response(200, content_type="application/octet-stream",
-              description="the file, as image/jpeg, image/png or application/pdf")
+@blp.response(200, description="the file, as image/jpeg, image/png or application/pdf")
+@blp.doc(**FILE_ANSWER)
 @refusals(blp, STAFF_AUTH, s404="NOT_FOUND：不存在、未附在申请上，或其申请已不在待审核状态")
 def review_material(material_id):
     """审核员查看申请所附的证明材料 (audited); a material attached to no application answers 404."""
