@@ -140,7 +140,8 @@ def test_every_operation_answers_what_the_document_says(app, world, api_schema):
 
 @pytest.fixture
 def document(app):
-    return app.test_client().get("/api/v1/openapi.json").json
+    with app.app_context():  # the suite's client (conftest) commits around each request
+        return app.test_client().get("/api/v1/openapi.json").json
 
 
 def _resolve(document, node):
