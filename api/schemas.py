@@ -294,8 +294,9 @@ REASON_CODES = [
     "REJECTED_BY_REVIEWER", "REVIEW_EXPIRED", "WITHDRAWN_BY_APPLICANT",
 ]
 BINDING_STATUSES = ["active", "revoked"]
-NOTIFICATION_KINDS = [f"application_{s}" for s in
-                      ("submitted", "manual_review", "approved", "rejected", "withdrawn", "expired")] + ["binding_revoked"]
+NOTIFICATION_KINDS = [
+    *(f"application_{s}" for s in ("submitted", "manual_review", "approved", "rejected", "withdrawn", "expired")),
+    "binding_revoked"]
 MATERIAL_KINDS = list(policy.MATERIAL_KINDS)
 ROLES = ["authorizer", "beneficiary"]
 

@@ -68,7 +68,8 @@ def world(app):
             "beneficiary_name": daughter.name, "beneficiary_id_number": daughter.id_number, "relation": "child"})
         assert submitted.status_code == 202, submitted.json
         detail = client.get(f"/api/v1/bindings/applications/{accepted.json['id']}", headers=person).json
-        ids = {"application_id": [accepted.json["id"], pending.json["id"], submitted.json["id"]], "binding_id": [detail["binding_id"]],
+        ids = {"application_id": [accepted.json["id"], pending.json["id"], submitted.json["id"]],
+               "binding_id": [detail["binding_id"]],
                "notification_id": [n.id for n in db.session.query(Notification).filter_by(person_id=husband.id)],
                "material_id": [m.id for m in db.session.query(Material)]}
         reviewer = staff_headers()  # reviewer1, password "x"
