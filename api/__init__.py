@@ -34,7 +34,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="v1/openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        OPENAPI_SWAGGER_UI_URL="/api/docs-assets/",  # api/web.py serves them: the docs work offline
+        CORS_ORIGINS=settings.env_str("CORS_ORIGINS"),  # comma-separated; none: no CORS headers (api/web.py)
         JSON_AS_ASCII=False,
     )
     if test_config:
@@ -86,6 +87,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from api.views import register_blueprints
     register_blueprints(app, smorest)
+
+    from api import web
+    web.init_app(app)  # CORS, `/` → /api/docs, Swagger UI's files
 
     from api.cli import register_commands
     register_commands(app)

@@ -35,8 +35,10 @@ def read_token(expected_kind: str) -> dict:
         raise ApiError("TOKEN_EXPIRED", 401) from None
     except BadSignature:
         raise ApiError("UNAUTHORIZED", 401) from None
-    if data.get("k") != expected_kind:
+    if not isinstance(data, dict) or data.get("k") not in ("person", "staff"):
         raise ApiError("UNAUTHORIZED", 401)
+    if data["k"] != expected_kind:  # a good token of the other audience: the caller is known, the door is wrong
+        raise ApiError("WRONG_TOKEN_KIND", 403)
     return data
 
 

@@ -125,7 +125,9 @@ def register_error_handlers(app) -> None:
         if err.code == 400 and err.description and "JSON" in str(err.description):
             return _api_error(ApiError("MALFORMED_JSON", 400))
         code = _HTTP_CODES.get(err.code or 500, "INTERNAL_ERROR")
-        return _api_error(ApiError(code, err.code or 500))
+        # a 405 names the methods the path answers (Allow), as HTTP asks; werkzeug knows them
+        headers = {"Allow": ", ".join(sorted(err.valid_methods))} if getattr(err, "valid_methods", None) else None
+        return _api_error(ApiError(code, err.code or 500, headers=headers))
 
     @app.errorhandler(OperationalError)
     def _database_error(err: OperationalError):

@@ -187,7 +187,9 @@ application_materials = db.Table(
 
 
 def new_receipt_no() -> str:
-    return "GJ" + utcnow().strftime("%Y%m%d") + secrets.token_hex(4).upper()
+    """受理编号 GJ<date><8 hex>: the date the person sees on the receipt, Beijing's (Asia/Shanghai), not UTC's."""
+    from api.timefmt import SHANGHAI
+    return "GJ" + utcnow().astimezone(SHANGHAI).strftime("%Y%m%d") + secrets.token_hex(4).upper()
 
 
 class Application(db.Model):

@@ -6,16 +6,19 @@ import json
 import flask_smorest
 from flask_smorest.fields import Upload
 from marshmallow import Schema, ValidationError, fields, pre_dump, validate
+from webargs import core as webargs_core
 from webargs.flaskparser import FlaskParser
 from werkzeug.datastructures import CombinedMultiDict, FileStorage
 
 from api.errors import ApiError
+from api.messages import MESSAGES
 
 from api import policy
 from api.channels import CHANNELS
 from api.masking import mask_id, mask_phone
 from api.models import Person
-from api.services import people
+from api.services import notifications, people
+from api.services.application_notices import STATUS_LABELS
 from api.services.logins import STAFF_ROLES
 
 INSURANCE_TYPES = {"employee": "职工医保", "resident": "居民医保"}
@@ -35,6 +38,9 @@ class _Parser(FlaskParser):
     def _raw_load_json(self, req):
         """JSON bodies the standard parser lets through to fail later, refused here: nested deeper than Python
         recurses, an integer of thousands of digits, a lone surrogate (no UTF-8 text can hold it)."""
+        if not webargs_core.is_json(req.mimetype) and (req.mimetype or req.get_data(cache=True)):
+            # a form, text or a file where JSON is expected: say so, rather than "missing field"
+            raise ApiError("UNSUPPORTED_MEDIA_TYPE", 415, msg=MESSAGES["JSON_REQUIRED"])
         try:
             data = super()._raw_load_json(req)
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -95,7 +101,44 @@ class ErrorDetail(Schema):
 
 class ErrorBody(Schema):
     """Every 4xx/5xx body: {"error": {code, message, field}}."""
-    error = fields.Nested(ErrorDetail)
+    error = fields.Nested(ErrorDetail, required=True)
+
+
+for _field in ErrorDetail._declared_fields.values():
+    _field.required = True
+
+# the 200 of a material download: the stored file as its sniffed type
+FILE_ANSWER = {"responses": {"200": {
+    "description": "the file, as image/jpeg, image/png or application/pdf",
+    "content": {media_type: {"schema": {"type": "string", "format": "binary"}}
+                for media_type in ("image/jpeg", "image/png", "application/pdf")}}}}
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+PERSON_AUTH = {401: "UNAUTHORIZED：未登录或令牌无效；TOKEN_EXPIRED：登录已过期",
+               403: "WRONG_TOKEN_KIND：工作人员的令牌不能用于参保人接口"}
+STAFF_AUTH = {401: "UNAUTHORIZED：未登录、令牌无效或账号已停用；TOKEN_EXPIRED：登录已过期",
+              403: "WRONG_TOKEN_KIND：参保人的令牌不能用于工作人员接口；FORBIDDEN：没有该角色"}
+JSON_BODY = {400: "MALFORMED_JSON：不是有效的 JSON；INVALID_INPUT：字段格式不正确（field 指出哪一项）",
+             415: "UNSUPPORTED_MEDIA_TYPE：请求内容须为 JSON（Content-Type: application/json）"}
+QUERY = {400: "INVALID_INPUT：查询参数格式不正确（field 指出哪一项，如 cursor、limit）"}
+
+
+def refusals(blp: flask_smorest.Blueprint, *tables: dict, **by_status: str):
+    """Documents the error answers of an operation as ErrorBody alt_responses, the codes named in the description.
+
+    `tables` (PERSON_AUTH, JSON_BODY …) and `by_status` ({"409": "…"} as s409="…") merge; one status's
+    descriptions are joined with "；". A 429 or 503 documents Retry-After.
+    """
+    merged: dict[int, list[str]] = {}
+    for table in (*tables, {int(k.lstrip("s")): v for k, v in by_status.items()}):
+        for status, text in table.items():
+            merged.setdefault(int(status), []).append(text)
+
+    def decorate(view):
+        for status in sorted(merged, reverse=True):
+            extra = {"headers": RETRY_AFTER} if status in (429, 503) else {}
+            view = blp.alt_response(status, schema=ErrorBody, description="；".join(merged[status]), **extra)(view)
+        return view
+    return decorate
 
 
 # --- logins -----------------------------------------------------------------------------------------------------
@@ -137,9 +180,11 @@ class PersonSelf(Schema):
     """The person as he sees himself (GET /me, login): ID and phone numbers masked even here."""
     id_number = fields.String(metadata={"description": "masked, e.g. 440106********1234"})
     name = fields.String()
-    insurance_type = fields.String(metadata={"description": "employee | resident"})
+    insurance_type = fields.String(validate=validate.OneOf(list(INSURANCE_TYPES)),
+                                   metadata={"description": "employee | resident"})
     insurance_type_label = fields.String(metadata={"description": "职工医保 | 居民医保"})
-    status = fields.String(metadata={"description": "normal | suspended | terminated"})
+    status = fields.String(validate=validate.OneOf(list(PERSON_STATUSES)),
+                           metadata={"description": "normal | suspended | terminated"})
     status_label = fields.String()
     region_code = fields.String()
     region_name = fields.String(allow_none=True, metadata={"description": "the region policy's name, e.g. 广东省"})
@@ -185,7 +230,9 @@ class VoucherOut(Schema):
 
 
 class ServiceItem(Schema):
-    id = fields.String(metadata={"description": "family_binding | family_unbinding | usage_query | "
+    id = fields.String(validate=validate.OneOf(["family_binding", "family_unbinding", "usage_query",
+                                                "application_status"]),
+                       metadata={"description": "family_binding | family_unbinding | usage_query | "
                                                 "application_status"})
     title = fields.String()
     available = fields.Boolean()
@@ -228,6 +275,194 @@ class MaterialUpload(Schema):
 
 class MaterialOut(Schema):
     id = fields.String()
-    kind = fields.String()
+    kind = fields.String(validate=validate.OneOf(list(policy.MATERIAL_KINDS)))
     size = fields.Integer()
     sha256 = fields.String()
+
+
+# --- closed value sets (enums in the OpenAPI document) -----------------------------------------------------------
+
+RELATIONS = list(policy.RELATIONS)
+# the application life cycle (labels: applications.STATUS_LABELS); tests/test_contract.py holds them equal
+APPLICATION_STATUSES = list(STATUS_LABELS)
+# why an application was rejected or sent to a reviewer, or how it ended (codes of the policy engine and life cycle)
+REASON_CODES = [
+    "AUTHORIZER_NOT_EMPLOYEE", "AUTHORIZER_NOT_NORMAL", "AUTHORIZER_NO_ACCOUNT", "AUTHORIZER_BALANCE_ZERO",
+    "BENEFICIARY_NOT_INSURED", "BENEFICIARY_NOT_NORMAL", "BENEFICIARY_NAME_MISMATCH", "SELF_BINDING",
+    "BENEFICIARY_OUT_OF_AREA", "RELATION_UNKNOWN", "RELATION_NOT_ALLOWED", "SPOUSE_LIMIT", "PARENT_LIMIT",
+    "BENEFICIARY_LIMIT", "AUTHORIZER_LIMIT", "DUPLICATE_BINDING", "DUPLICATE_APPLICATION", "REGION_NOT_COVERED",
+    "KINSHIP_NOT_CONFIRMED", "PROOF_UNDER_REVIEW", "MANUAL_REVIEW_REQUIRED", "AUTO_REVIEW_FAILED",
+    "REJECTED_BY_REVIEWER", "REVIEW_EXPIRED", "WITHDRAWN_BY_APPLICANT",
+]
+BINDING_STATUSES = ["active", "revoked"]
+NOTIFICATION_KINDS = list(notifications.KINDS)
+MATERIAL_KINDS = list(policy.MATERIAL_KINDS)
+ROLES = ["authorizer", "beneficiary"]
+
+
+def OneOf(values, **kw) -> fields.String:  # noqa: N802  (reads like a field class)
+    """A string out of a closed set, documented as an enum; `|`-joined in the description."""
+    kw.setdefault("metadata", {}).setdefault("description", " | ".join(values))
+    return fields.String(validate=validate.OneOf(values), **kw)
+
+
+def _out(cls):
+    """Every field of an answer schema is always present (null where allowed): `required` in the document."""
+    for field in cls._declared_fields.values():
+        field.required = True
+    return cls
+
+
+# --- applications, bindings, the inbox (what a person reads) -------------------------------------------------------
+
+@_out
+class MaskedParty(Schema):
+    name = fields.String(metadata={"description": "masked, e.g. 王**"})
+    id_number = fields.String(metadata={"description": "masked, e.g. 440106********1234"})
+
+
+@_out
+class Counterpart(MaskedParty):
+    relation = OneOf(RELATIONS, metadata={"description": "what he is to the caller: " + " | ".join(RELATIONS)})
+    relation_label = fields.String(metadata={"description": "配偶、父母 …"})
+
+
+@_out
+class TimelineEntryOut(Schema):
+    status = OneOf(APPLICATION_STATUSES)
+    at = fields.String(metadata={"description": "ISO 8601, +08:00"})
+    actor = fields.String(metadata={"description": "applicant | system | staff:<username> …"})
+    reason_code = OneOf(REASON_CODES, allow_none=True)
+    reason = fields.String(allow_none=True, metadata={"description": "中文说明"})
+
+
+@_out
+class MaterialRef(Schema):
+    id = fields.String()
+    kind = OneOf(MATERIAL_KINDS)
+
+
+@_out
+class ApplicationAccepted(Schema):
+    id = fields.String()
+    status = OneOf(APPLICATION_STATUSES)
+    receipt_no = fields.String(metadata={"description": "受理编号 GJ<YYYYMMDD, Beijing date><8 hex>"})
+
+
+@_out
+class ApplicationOut(Schema):
+    """An application as one of its two sides reads it; `relation` is what the counterpart is to the caller."""
+    id = fields.String()
+    receipt_no = fields.String()
+    status = OneOf(APPLICATION_STATUSES)
+    status_label = fields.String()
+    role = OneOf(ROLES, metadata={"description": "the caller's side: authorizer | beneficiary"})
+    relation = OneOf(RELATIONS)
+    relation_label = fields.String()
+    authorizer = fields.Nested(MaskedParty)
+    beneficiary = fields.Nested(MaskedParty)
+    counterpart = fields.Nested(Counterpart)
+    monthly_limit_fen = fields.Integer(allow_none=True)
+    per_payment_limit_fen = fields.Integer(allow_none=True)
+    valid_until = fields.String(allow_none=True, metadata={"description": "YYYY-MM-DD"})
+    channel = fields.String()
+    reason_code = OneOf(REASON_CODES, allow_none=True)
+    reason = fields.String(allow_none=True)
+    binding_id = fields.String(allow_none=True)
+    created_at = fields.String()
+    decided_at = fields.String(allow_none=True)
+    review_due_at = fields.String(allow_none=True)
+
+
+@_out
+class ApplicationDetail(ApplicationOut):
+    timeline = fields.List(fields.Nested(TimelineEntryOut))
+    materials = fields.List(fields.Nested(MaterialRef))
+
+
+@_out
+class ApplicationsAnswer(Schema):
+    items = fields.List(fields.Nested(ApplicationOut))
+    next_cursor = fields.String(allow_none=True, metadata={"description": "pass as ?cursor= for the next page"})
+
+
+@_out
+class BindingOut(Schema):
+    id = fields.String()
+    relation = OneOf(RELATIONS)
+    relation_label = fields.String()
+    role = OneOf(ROLES)
+    counterpart = fields.Nested(Counterpart)
+    status = OneOf(BINDING_STATUSES)
+    monthly_limit_fen = fields.Integer(allow_none=True)
+    per_payment_limit_fen = fields.Integer(allow_none=True)
+    valid_until = fields.String(allow_none=True, metadata={"description": "YYYY-MM-DD"})
+    priority = fields.Integer(allow_none=True)
+    used_this_month_fen = fields.Integer()
+    created_at = fields.String()
+    revoked_at = fields.String(allow_none=True)
+    revoked_by = OneOf(ROLES, allow_none=True)
+
+
+@_out
+class BindingsAnswer(Schema):
+    granted = fields.List(fields.Nested(BindingOut))
+    received = fields.List(fields.Nested(BindingOut))
+
+
+@_out
+class NotificationOut(Schema):
+    id = fields.String()
+    kind = OneOf(NOTIFICATION_KINDS)
+    title = fields.String()
+    body = fields.String()
+    application_id = fields.String(allow_none=True)
+    binding_id = fields.String(allow_none=True)
+    created_at = fields.String()
+    read = fields.Boolean()
+    read_at = fields.String(allow_none=True)
+
+
+@_out
+class InboxAnswer(Schema):
+    items = fields.List(fields.Nested(NotificationOut))
+    next_cursor = fields.String(allow_none=True)
+    unread_count = fields.Integer(metadata={"description": "all unread messages of the caller, not only this page"})
+
+
+# --- the review office (what a reviewer reads) ---------------------------------------------------------------------
+
+@_out
+class ReviewParty(MaskedParty):
+    region_code = fields.String()
+
+
+@_out
+class ReviewOut(Schema):
+    """An application as a reviewer reads it: both sides named (masked) with their regions; no caller's side."""
+    id = fields.String()
+    receipt_no = fields.String()
+    status = OneOf(APPLICATION_STATUSES)
+    status_label = fields.String()
+    relation = OneOf(RELATIONS, metadata={"description": "the beneficiary is the authorizer's …"})
+    relation_label = fields.String()
+    authorizer = fields.Nested(ReviewParty)
+    beneficiary = fields.Nested(ReviewParty)
+    monthly_limit_fen = fields.Integer(allow_none=True)
+    per_payment_limit_fen = fields.Integer(allow_none=True)
+    valid_until = fields.String(allow_none=True)
+    channel = fields.String()
+    reason_code = OneOf(REASON_CODES, allow_none=True)
+    reason = fields.String(allow_none=True)
+    binding_id = fields.String(allow_none=True)
+    created_at = fields.String()
+    decided_at = fields.String(allow_none=True)
+    review_due_at = fields.String(allow_none=True)
+    timeline = fields.List(fields.Nested(TimelineEntryOut))
+    materials = fields.List(fields.Nested(MaterialRef))
+
+
+@_out
+class ReviewsAnswer(Schema):
+    items = fields.List(fields.Nested(ReviewOut))
+    next_cursor = fields.String(allow_none=True)

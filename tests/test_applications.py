@@ -97,7 +97,7 @@ def test_no_kinship_record_with_proof_goes_to_a_reviewer_who_approves(client, fa
     assert db.session.get(Application, app.id).status == "manual_review"
 
     # only reviewers see the queue
-    assert client.get("/api/v1/staff/reviews", headers=person_headers(family.husband)).status_code == 401
+    assert client.get("/api/v1/staff/reviews", headers=person_headers(family.husband)).status_code == 403  # WRONG_TOKEN_KIND
     clerk = staff_headers("clerk1", roles=("clerk",))
     assert client.get("/api/v1/staff/reviews", headers=clerk).status_code == 403
     reviewer = staff_headers()

@@ -140,7 +140,7 @@ def test_staff_create_from_stdin_then_login(client, runner):
     headers = {"Authorization": f"Bearer {r.json['token']}"}
     assert client.get("/api/v1/staff/reviews", headers=headers).status_code == 200
     # a staff token is not a person token
-    assert_error(client.get("/api/v1/me", headers=headers), 401, "UNAUTHORIZED")
+    assert_error(client.get("/api/v1/me", headers=headers), 403, "WRONG_TOKEN_KIND")
 
     wrong = assert_error(client.post(STAFF_LOGIN, json={"username": "wang.clerk", "password": "nope"}),
                          401, "INVALID_CREDENTIALS")

@@ -148,7 +148,7 @@ def test_a_reviewer_reads_the_proof_attached_to_an_application_and_only_that(cli
     assert_error(client.get(f"/api/v1/staff/materials/{private}", headers=reviewer), 404, "NOT_FOUND")
     assert_error(client.get(f"/api/v1/staff/materials/{attached}", headers=staff_headers("clerk1", ("clerk",))),
                  403, "FORBIDDEN")
-    assert client.get(f"/api/v1/staff/materials/{attached}", headers=person_headers(owner)).status_code == 401
+    assert client.get(f"/api/v1/staff/materials/{attached}", headers=person_headers(owner)).status_code == 403
     assert db.session.get(Application, r.json["id"]).status == "manual_review"  # reading decides nothing
     decided = client.post(f"/api/v1/staff/reviews/{r.json['id']}/decision", headers=reviewer,
                           json={"decision": "reject", "reason": "户口簿无法辨认"})

@@ -1,6 +1,7 @@
 """Idempotency-Key handling: a replay with the same key and body returns the first answer; another body is 409."""
 import hashlib
 import json
+from typing import NamedTuple
 
 from flask import request
 from sqlalchemy import select
@@ -16,10 +17,16 @@ def _hash(payload) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
 
 
-def _replay(record: IdempotencyRecord, request_hash: str):
+class Answer(NamedTuple):
+    body: dict
+    status: int
+    replayed: bool  # the first request's answer, given again (the view says so: Idempotency-Replayed: true)
+
+
+def _replay(record: IdempotencyRecord, request_hash: str) -> Answer:
     if record.request_hash != request_hash:
         raise ApiError("IDEMPOTENCY_KEY_REUSED", 409, "Idempotency-Key")
-    return record.body, record.status_code
+    return Answer(record.body, record.status_code, True)
 
 
 def _record(scope: str, key: str) -> IdempotencyRecord | None:
@@ -28,11 +35,17 @@ def _record(scope: str, key: str) -> IdempotencyRecord | None:
 
 
 def run(scope: str, payload, action):
+    """Runs `action() -> (body, status)` once per (scope, Idempotency-Key); returns (body, status)."""
+    body, status, _ = answer(scope, payload, action)
+    return body, status
+
+
+def answer(scope: str, payload, action) -> Answer:
     """Runs `action() -> (body, status)` once per (scope, Idempotency-Key), in the same transaction as its record."""
     key = request.headers.get("Idempotency-Key")
     if not key:
         with unit_of_work():
-            return action()
+            return Answer(*action(), False)
     if len(key) > 255:
         raise ApiError("INVALID_INPUT", 400, "Idempotency-Key")
     request_hash = _hash(payload)
@@ -43,7 +56,7 @@ def run(scope: str, payload, action):
             body, status = action()
             db.session.add(IdempotencyRecord(scope=scope, key=key, request_hash=request_hash,
                                              status_code=status, body=body))
-        return body, status
+        return Answer(body, status, False)
     except (IntegrityError, ApiError):
         # A concurrent request with the same key may have won the race: its work makes ours fail (a duplicate
         # application, the record's unique key). Then its answer is the answer; otherwise our failure is.

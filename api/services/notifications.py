@@ -19,6 +19,11 @@ from api.services.tx import unit_of_work
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
+# every kind of notice, one place (the OpenAPI document's enum reads it): the steps of an application, the end of
+# a binding, each family payment and its refund (R12), a suspension of networked settlement and its lifting (R9)
+KINDS = (*(f"application_{status}" for status in ("submitted", "manual_review", "approved", "rejected", "withdrawn",
+                                                  "expired")),
+         "binding_revoked", "family_payment", "family_refund", "settlement_suspended", "settlement_resumed")
 # The channel a notification goes out on follows the mini-program the person uses; others get an SMS.
 CHANNEL_OF_LOGIN = {"wechat": "wechat", "alipay": "alipay"}
 
@@ -40,6 +45,8 @@ def notify(person: Person, kind: str, title: str, body: str, application_id: str
     """Adds an inbox message to the unit of work in progress, which delivers it after its commit (in one job for
     all of the unit's notices; the rows are committed as `pending`, so a crash before that job loses nothing:
     the sweeper, `redeliver_pending`, sends what is left)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown notification kind {kind!r}")
     n = Notification(id=new_id(), person_id=person.id, kind=kind, title=title, body=body,
                      application_id=application_id, binding_id=binding_id,
                      channel=channel or channel_for(person))

@@ -1,8 +1,13 @@
 """Applications, bindings and the inbox of a person (mini-program API)."""
-from flask import request
 from flask.views import MethodView
-from api.schemas import BEARER, Blueprint, ErrorBody
+from werkzeug.routing import BaseConverter
 from marshmallow import Schema, ValidationError, fields, validate
+from sqlalchemy import func, select
+
+from api.extensions import db
+from api.schemas import (BEARER, JSON_BODY, PERSON_AUTH, QUERY, RELATIONS, ApplicationAccepted, ApplicationDetail,
+                         ApplicationsAnswer, BindingOut, BindingsAnswer, Blueprint, InboxAnswer, NotificationOut,
+                         refusals)
 
 from api import policy, ratelimit
 from api.auth import current_person, person_required
@@ -13,6 +18,17 @@ from api.services import applications, bindings, idempotency, notifications
 from api.timefmt import local_iso, local_today
 
 blp = Blueprint("bindings", __name__, url_prefix="/api/v1", description="家庭共济申请、共济关系与消息")
+
+
+class BindingIdConverter(BaseConverter):
+    """A binding's id in /bindings/<id>: any segment but `applications`, so that /bindings/applications is that
+    collection for every method (PATCH there is a 405 whose Allow names only GET and POST, not a binding's 404)."""
+    regex = r"(?!applications$)[^/]+"
+
+
+@blp.record_once
+def _binding_id_converter(state) -> None:  # before the routes below are added
+    state.app.url_map.converters["binding_id"] = BindingIdConverter
 
 def Money(**kw) -> fields.Integer:  # noqa: N802  (reads like a field class)
     """An amount in integer 分, never negative."""
@@ -32,7 +48,9 @@ def ValidUntil(**kw) -> fields.Date:  # noqa: N802
 class ApplicationIn(Schema):
     beneficiary_name = fields.String(required=True, validate=validate.Length(min=1, max=50))
     beneficiary_id_number = fields.String(required=True, validate=validate.Length(min=15, max=20))
-    relation = fields.String(required=True, validate=validate.Length(min=1, max=30))
+    # documented as the enum it is; another value is the policy engine's 422 RELATION_UNKNOWN (after R1, R2)
+    relation = fields.String(required=True, validate=validate.Length(min=1, max=30),
+                             metadata={"enum": RELATIONS, "description": "the beneficiary is the caller's …"})
     material_ids = fields.List(fields.String(validate=validate.Length(max=64)), load_default=list,
                                validate=validate.Length(max=20))
     monthly_limit_fen = Money(load_default=None, allow_none=True)
@@ -97,27 +115,25 @@ def dump_binding(b, viewer_id: int, used: dict) -> dict:
     }
 
 
-class ApplicationsAnswer(Schema):
-    items = fields.List(fields.Dict())
-    next_cursor = fields.String(allow_none=True)
-
-
 @blp.route("/bindings/applications")
 class Applications(MethodView):
     @person_required
     @blp.doc(security=BEARER)
     @blp.arguments(ApplicationIn)
-    @blp.response(202)
+    @blp.response(202, ApplicationAccepted, headers={"Idempotency-Replayed": {
+        "description": "true: this is the first answer to the same Idempotency-Key and body, replayed",
+        "schema": {"type": "string", "enum": ["true"]}}})
     @blp.doc(parameters=[{"in": "header", "name": "Idempotency-Key", "required": False,
-                          "schema": {"type": "string"}}])
-    @blp.alt_response(400, schema=ErrorBody, description="INVALID_INPUT、INVALID_ID_NUMBER、VALID_UNTIL_IN_PAST")
-    @blp.alt_response(409, schema=ErrorBody, description="DUPLICATE_BINDING、DUPLICATE_APPLICATION、"
-                                                         "IDEMPOTENCY_KEY_REUSED（同一 Idempotency-Key 用于不同内容）")
-    @blp.alt_response(422, schema=ErrorBody, description=(
-        "政策引擎的拒绝代码: AUTHORIZER_*、BENEFICIARY_*、SELF_BINDING、RELATION_*、SPOUSE_LIMIT、PARENT_LIMIT、"
-        "BENEFICIARY_LIMIT、AUTHORIZER_LIMIT、MATERIAL_NOT_FOUND; REGION_NOT_COVERED 本地区尚未开通家庭共济 "
-        "(before 2026-11-25 this case answered OUT_OF_SCOPE, which now means only R7's area of use)"))
-    @blp.alt_response(429, schema=ErrorBody, description="RATE_LIMITED：每人每小时最多 20 次申请（重放不计）")
+                          "schema": {"type": "string", "maxLength": 255}}])
+    @refusals(blp, PERSON_AUTH, JSON_BODY,
+              s400="INVALID_ID_NUMBER：身份证号码校验不通过；VALID_UNTIL_IN_PAST：有效期早于今天；"
+                   "INVALID_INPUT 也用于过长的 Idempotency-Key",
+              s409="DUPLICATE_BINDING、DUPLICATE_APPLICATION；"
+                   "IDEMPOTENCY_KEY_REUSED（同一 Idempotency-Key 用于不同内容）",
+              s422="政策引擎的拒绝代码: AUTHORIZER_*、BENEFICIARY_*、SELF_BINDING、RELATION_*、SPOUSE_LIMIT、PARENT_LIMIT、"
+                   "BENEFICIARY_LIMIT、AUTHORIZER_LIMIT、MATERIAL_NOT_FOUND; REGION_NOT_COVERED 本地区尚未开通家庭共济 "
+                   "(before 2026-11-25 this case answered OUT_OF_SCOPE, which now means only R7's area of use)",
+              s429="RATE_LIMITED：每人每小时最多 20 次申请（重放不计）")
     def post(self, data):
         """提交家庭共济申请（授权人为本人）: 202 {id, status, receipt_no}; rules refused → 422 with the engine's code."""
         person = current_person()
@@ -131,13 +147,14 @@ class Applications(MethodView):
             app = applications.submit(person, data, channel=_channel(), materials=materials)
             return {"id": app.id, "status": app.status, "receipt_no": app.receipt_no}, 202
 
-        body, status = idempotency.run(f"person:{person.id}:applications", data, act)
-        return body, status
+        answer = idempotency.answer(f"person:{person.id}:applications", data, act)
+        return answer.body, answer.status, ({"Idempotency-Replayed": "true"} if answer.replayed else {})
 
     @person_required
     @blp.doc(security=BEARER)
     @blp.arguments(PageArgs, location="query")
     @blp.response(200, ApplicationsAnswer)
+    @refusals(blp, PERSON_AUTH, QUERY)
     def get(self, args):
         """本人的申请（作为授权人或被申请的共济人员）, newest first. `relation` / `relation_label` are what the
         counterpart is to the caller, as in `counterpart` and in GET /bindings (a beneficiary sees 父母 where his
@@ -156,7 +173,8 @@ def _channel() -> str:
 @blp.route("/bindings/applications/<application_id>")
 @person_required
 @blp.doc(security=BEARER)
-@blp.response(200)
+@blp.response(200, ApplicationDetail)
+@refusals(blp, PERSON_AUTH, s404="NOT_FOUND：不存在，或与本人无关的申请")
 def application_detail(application_id):
     """申请详情与办理进度 (timeline)."""
     person = current_person()
@@ -166,22 +184,21 @@ def application_detail(application_id):
 @blp.route("/bindings/applications/<application_id>/withdraw", methods=["POST"])
 @person_required
 @blp.doc(security=BEARER)
-@blp.response(200)
+@blp.response(200, ApplicationDetail)
+@refusals(blp, PERSON_AUTH, s403="FORBIDDEN：只有授权人（申请人）可以撤回",
+          s404="NOT_FOUND：不存在，或与本人无关的申请",
+          s409="APPLICATION_WITHDRAWN：已撤回；APPLICATION_EXPIRED：已过期；APPLICATION_DECIDED：已有审核结果")
 def withdraw(application_id):
     """申请人撤回（审核结果出来之前）."""
     person = current_person()
     return dump_application(applications.withdraw(person, application_id), person.id, detail=True)
 
 
-class BindingsAnswer(Schema):
-    granted = fields.List(fields.Dict())
-    received = fields.List(fields.Dict())
-
-
 @blp.route("/bindings")
 @person_required
 @blp.doc(security=BEARER)
 @blp.response(200, BindingsAnswer)
+@refusals(blp, PERSON_AUTH)
 def list_bindings():
     """我授权的 (granted) 与授权给我的 (received) 共济关系."""
     person = current_person()
@@ -201,11 +218,15 @@ class RevokeIn(Schema):
     reason = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
 
 
-@blp.route("/bindings/<binding_id>", methods=["PATCH"])
+@blp.route("/bindings/<binding_id:binding_id>", methods=["PATCH"])
 @person_required
 @blp.doc(security=BEARER)
 @blp.arguments(BindingPatch)
-@blp.response(200)
+@blp.response(200, BindingOut)
+@refusals(blp, PERSON_AUTH, JSON_BODY,
+          s400="INVALID_INPUT 也用于空的修改；VALID_UNTIL_IN_PAST：有效期早于今天",
+          s403="FORBIDDEN：限额与有效期只能由授权人设置，priority 只能由共济人员设置",
+          s404="NOT_FOUND：不存在，或与本人无关的共济关系", s409="BINDING_NOT_ACTIVE：该共济关系已解除")
 def patch_binding(data, binding_id):
     """授权人设置限额与有效期（null 为不限）；共济人员设置使用顺序 priority."""
     person = current_person()
@@ -213,11 +234,13 @@ def patch_binding(data, binding_id):
     return dump_binding(b, person.id, bindings.used_this_month([b.id]))
 
 
-@blp.route("/bindings/<binding_id>/revoke", methods=["POST"])
+@blp.route("/bindings/<binding_id:binding_id>/revoke", methods=["POST"])
 @person_required
 @blp.doc(security=BEARER)
-@blp.arguments(RevokeIn)
-@blp.response(200)
+@blp.arguments(RevokeIn, required=False)  # no body: no reason given
+@blp.response(200, BindingOut)
+@refusals(blp, PERSON_AUTH, JSON_BODY, s404="NOT_FOUND：不存在，或与本人无关的共济关系",
+          s409="BINDING_NOT_ACTIVE：该共济关系已解除")
 def revoke_binding(data, binding_id):
     """解除共济关系（授权人解绑或共济人员退出），立即生效，记录保留."""
     person = current_person()
@@ -239,18 +262,22 @@ def dump_notification(n) -> dict:
 @person_required
 @blp.doc(security=BEARER)
 @blp.arguments(InboxArgs, location="query")
-@blp.response(200)
+@blp.response(200, InboxAnswer)
+@refusals(blp, PERSON_AUTH, QUERY)
 def inbox(args):
-    """消息中心, newest first; ?unread=true for unread only."""
+    """消息中心, newest first; ?unread=true for unread only. `unread_count` counts all his unread messages."""
     person = current_person()
     rows, cursor = paginate(notifications.inbox(person, args["unread"]), notifications.Notification,
                             args["limit"], args["cursor"])
-    return {"items": [dump_notification(n) for n in rows], "next_cursor": cursor}
+    unread = db.session.scalar(select(func.count()).select_from(notifications.inbox(person, True).subquery()))
+    return {"items": [dump_notification(n) for n in rows], "next_cursor": cursor, "unread_count": unread}
 
 
 @blp.route("/notifications/<notification_id>/read", methods=["POST"])
 @person_required
 @blp.doc(security=BEARER)
-@blp.response(200)
+@blp.response(200, NotificationOut)
+@refusals(blp, PERSON_AUTH, s404="NOT_FOUND：不存在，或不是本人的消息")
 def read_notification(notification_id):
+    """标记为已读 (again: no change)."""
     return dump_notification(notifications.mark_read(current_person(), notification_id))

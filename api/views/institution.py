@@ -7,7 +7,7 @@ from api.auth import current_institution, institution_required
 from api.errors import ApiError
 from api.masking import mask_id, mask_name
 from api.pagination import PageArgs
-from api.schemas import Blueprint, ErrorBody
+from api.schemas import JSON_BODY, QUERY, Blueprint, refusals
 from api.services import settlements, usage
 from api.services.settlements import family_part
 from api.timefmt import local_iso
@@ -97,20 +97,16 @@ def dump_settlement(s) -> dict:
     }
 
 
-_ERRORS = [
-    (400, "INVALID_INPUT、INVALID_ID_NUMBER、IDEMPOTENCY_KEY_REQUIRED"),
-    (401, "UNAUTHORIZED：X-Institution-Key 缺失或不正确"),
-    (403, "NOT_DESIGNATED 非定点机构；IMPERSONATION 凭证不是患者本人的（冒名就医，已记录）；VOUCHER_EXPIRED；"
-          "SETTLEMENT_SUSPENDED 患者联网结算已暂停"),
-    (422, "PATIENT_NOT_FOUND、PATIENT_NOT_NORMAL、POOLED_EXCEEDS_ELIGIBLE"),
-]
+KEY = {401: "UNAUTHORIZED：X-Institution-Key 缺失或不正确"}
+BILL = {400: "INVALID_ID_NUMBER：患者身份证号不正确",
+        403: "NOT_DESIGNATED：非定点机构；IMPERSONATION：凭证不是患者本人的（冒名就医，已记录）；VOUCHER_EXPIRED："
+             "医保电子凭证已过期；SETTLEMENT_SUSPENDED：患者联网结算已暂停",
+        422: "PATIENT_NOT_FOUND、PATIENT_NOT_NORMAL、POOLED_EXCEEDS_ELIGIBLE：统筹支付超过可报销部分"}
 
 
-def _document(*extra):
+def _document(*tables, **by_status):
     def decorate(view):
-        for status, text in [*_ERRORS, *extra]:
-            view = blp.alt_response(status, schema=ErrorBody, description=text)(view)
-        return blp.doc(security=INSTITUTION_KEY)(view)
+        return blp.doc(security=INSTITUTION_KEY)(refusals(blp, KEY, *tables, **by_status)(view))
     return decorate
 
 
@@ -118,7 +114,7 @@ def _document(*extra):
 @institution_required
 @blp.arguments(SettlementIn)
 @blp.response(200, BreakdownOut)
-@_document()
+@_document(JSON_BODY, BILL)
 def quote(data):
     """预结算: the same body as a settlement and the same breakdown back; nothing moves."""
     b = settlements.quote(current_institution(), data)
@@ -131,7 +127,8 @@ def quote(data):
 @blp.response(201, SettlementOut)
 @blp.doc(parameters=[{"in": "header", "name": "Idempotency-Key", "required": True, "schema": {"type": "string"},
                       "description": "每笔结算一个，重试时不变：同一编号与内容只结算一次，重放得到第一次的结果"}])
-@_document((409, "IDEMPOTENCY_KEY_REUSED：同一 Idempotency-Key 用于不同内容"))
+@_document(JSON_BODY, BILL, s400="IDEMPOTENCY_KEY_REQUIRED：缺少 Idempotency-Key",
+           s409="IDEMPOTENCY_KEY_REUSED：同一 Idempotency-Key 用于不同内容")
 def settle(data):
     """结算: own account, then family accounts in the patient's order (R10), then cash; every fen through the ledger.
 
@@ -147,7 +144,7 @@ def settle(data):
 @blp.route("/settlements/<settlement_id>/refund", methods=["POST"])
 @institution_required
 @blp.response(200, SettlementOut)
-@_document((404, "NOT_FOUND：没有这笔结算（其他机构的结算亦然）"), (409, "ALREADY_REFUNDED：已退费"))
+@_document(s404="NOT_FOUND：没有这笔结算（其他机构的结算亦然）", s409="ALREADY_REFUNDED：已退费")
 def refund(settlement_id):
     """退费: reverses the settlement exactly, once."""
     return dump_settlement(settlements.refund(current_institution(), settlement_id))
@@ -157,7 +154,7 @@ def refund(settlement_id):
 @institution_required
 @blp.arguments(SettlementsArgs, location="query")
 @blp.response(200, SettlementsPage)
-@_document()
+@_document(QUERY, s400="INVALID_ID_NUMBER、INVALID_PERIOD")
 def list_settlements(args):
     """本机构的结算记录, newest first, by patient and date range (Beijing dates, both included)."""
     rows, cursor = usage.institution_settlements(current_institution(), args["patient_id_number"],

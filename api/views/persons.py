@@ -7,21 +7,18 @@ from api.auth import current_person, issue_voucher, person_required
 from api.extensions import db
 from api.messages import message
 from api.models import Binding
-from api.schemas import (BEARER, Blueprint, ErrorBody, MaterialOut, MaterialUpload, PersonSelf, PolicyOut,
-                         ServiceItem, VoucherOut)
+from api.schemas import (BEARER, FILE_ANSWER, PERSON_AUTH, Blueprint, MaterialOut, MaterialUpload, PersonSelf,
+                         PolicyOut, ServiceItem, VoucherOut, refusals)
 from api.services import materials, people
 from api.timefmt import local_iso
 
 blp = Blueprint("persons", __name__, url_prefix="/api/v1", description="参保人：本人信息、医保电子凭证、业务办理、材料上传")
 
-_UNAUTHORIZED = {"schema": ErrorBody, "description": "UNAUTHORIZED（未登录）或 TOKEN_EXPIRED（登录已过期）"}
-
-
 @blp.route("/me")
 @person_required
 @blp.doc(security=BEARER)
 @blp.response(200, PersonSelf)
-@blp.alt_response(401, **_UNAUTHORIZED)
+@refusals(blp, PERSON_AUTH)
 def me():
     """本人信息: ID and phone numbers masked; `account` is null for 居民医保."""
     return current_person()
@@ -31,7 +28,7 @@ def me():
 @person_required
 @blp.doc(security=BEARER)
 @blp.response(200, VoucherOut)
-@blp.alt_response(401, **_UNAUTHORIZED)
+@refusals(blp, PERSON_AUTH)
 def voucher():
     """医保电子凭证: a signed code naming the caller, valid a few minutes; institutions accept it as credential."""
     code, expires_at = issue_voucher(current_person().id)
@@ -48,7 +45,7 @@ def _has_active_binding(person_id: int) -> bool:
 @person_required
 @blp.doc(security=BEARER)
 @blp.response(200, ServiceItem(many=True))
-@blp.alt_response(401, **_UNAUTHORIZED)
+@refusals(blp, PERSON_AUTH)
 def services():
     """业务办理 menu; family_binding is available only to an authorizer R1 admits, else `reason` says why."""
     person = current_person()
@@ -69,8 +66,7 @@ def services():
 @person_required
 @blp.doc(security=BEARER)
 @blp.response(200, PolicyOut)
-@blp.alt_response(401, **_UNAUTHORIZED)
-@blp.alt_response(422, schema=ErrorBody, description="REGION_NOT_COVERED：本地区尚未开通家庭共济")
+@refusals(blp, PERSON_AUTH, s422="REGION_NOT_COVERED：本地区尚未开通家庭共济")
 def region_policy():
     """本地区家庭共济政策: relations, scope, required materials, review mode."""
     return people.policy_for(current_person().region_code).to_public()
@@ -81,15 +77,11 @@ def region_policy():
 @blp.doc(security=BEARER)
 @blp.arguments(MaterialUpload, location="multipart")
 @blp.response(201, MaterialOut)
-@blp.alt_response(400, schema=ErrorBody, description="INVALID_INPUT（缺少 file 或 kind）、FILE_EMPTY")
-@blp.alt_response(401, **_UNAUTHORIZED)
-@blp.alt_response(413, schema=ErrorBody, description="PAYLOAD_TOO_LARGE：超过 5 MB")
-@blp.alt_response(415, schema=ErrorBody,
-                  description="UNSUPPORTED_MEDIA_TYPE：内容不是 JPEG、PNG 或 PDF（按文件内容判断，不看文件名）")
-@blp.alt_response(429, schema=ErrorBody,
-                  description="UPLOAD_QUOTA_EXCEEDED：今日（北京时间）上传的份数或总大小已达上限"
-                              "（UPLOAD_DAILY_COUNT、UPLOAD_DAILY_BYTES）；Retry-After 为到次日零点的秒数",
-                  headers={"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}})
+@refusals(blp, PERSON_AUTH, s400="INVALID_INPUT（缺少 file 或 kind）、FILE_EMPTY",
+          s413="PAYLOAD_TOO_LARGE：超过 5 MB",
+          s415="UNSUPPORTED_MEDIA_TYPE：内容不是 JPEG、PNG 或 PDF（按文件内容判断，不看文件名）",
+          s429="UPLOAD_QUOTA_EXCEEDED：今日（北京时间）上传的份数或总大小已达上限（UPLOAD_DAILY_COUNT、UPLOAD_DAILY_BYTES）；"
+               "Retry-After 为到次日零点的秒数")
 def upload_material(data):
     """上传申请材料 (户口簿、结婚证、出生医学证明 …): multipart `file` + `kind`; pass the id in material_ids.
 
@@ -100,9 +92,9 @@ def upload_material(data):
 @blp.route("/materials/<material_id>")
 @person_required
 @blp.doc(security=BEARER)
-@blp.response(200, content_type="application/octet-stream",
-              description="the file, as image/jpeg, image/png or application/pdf")
-@blp.alt_response(404, schema=ErrorBody, description="NOT_FOUND：不存在，或不是本人上传的材料")
+@blp.response(200, description="the file, as image/jpeg, image/png or application/pdf")
+@blp.doc(**FILE_ANSWER)
+@refusals(blp, PERSON_AUTH, s404="NOT_FOUND：不存在，或不是本人上传的材料")
 def download_material(material_id):
     """本人上传的材料原件; another person's material answers 404 like a missing one."""
     return send_material(*materials.owned_file(current_person(), material_id))

@@ -6,7 +6,7 @@ from api import documents, policy
 from api.auth import current_person, current_staff, person_required, staff_required
 from api.masking import mask_id, mask_name
 from api.pagination import PageArgs
-from api.schemas import BEARER, Blueprint, ErrorBody
+from api.schemas import BEARER, JSON_BODY, PERSON_AUTH, QUERY, STAFF_AUTH, Blueprint, refusals
 from api.services import settlements, usage
 from api.timefmt import local_iso, local_now
 
@@ -67,7 +67,7 @@ def _period(args) -> usage.Period:
     return usage.Period(args["from_"], args["to"])
 
 
-_PERSON_ERRORS = {"schema": ErrorBody, "description": "INVALID_INPUT、INVALID_PERIOD（起始晚于截止）"}
+_PERIOD = "INVALID_PERIOD：起始日期晚于截止日期"
 
 
 @blp.route("/usage")
@@ -75,7 +75,7 @@ _PERSON_ERRORS = {"schema": ErrorBody, "description": "INVALID_INPUT、INVALID_P
 @blp.doc(security=BEARER)
 @blp.arguments(UsageArgs, location="query")
 @blp.response(200, UsagePage)
-@blp.alt_response(400, **_PERSON_ERRORS)
+@refusals(blp, PERSON_AUTH, QUERY, s400=_PERIOD)
 def my_usage(args):
     """本人可见的全部共济记录：作为授权人（为哪位家人支付）和作为使用人（用了谁的账户）, newest first."""
     person = current_person()
@@ -88,8 +88,7 @@ def my_usage(args):
 @blp.doc(security=BEARER)
 @blp.arguments(UsageArgs, location="query")
 @blp.response(200, UsagePage)
-@blp.alt_response(400, **_PERSON_ERRORS)
-@blp.alt_response(404, schema=ErrorBody, description="NOT_FOUND：没有这个共济关系（或不是您的）")
+@refusals(blp, PERSON_AUTH, QUERY, s400=_PERIOD, s404="NOT_FOUND：没有这个共济关系（或不是您的）")
 def binding_usage(args, binding_id):
     """一个共济关系的使用记录（授权人和使用人都可查）."""
     person = current_person()
@@ -102,7 +101,7 @@ def binding_usage(args, binding_id):
 @blp.doc(security=BEARER)
 @blp.arguments(UsageArgs, location="query")
 @blp.response(200, UsagePage, description="JSON；请求头 Accept: application/pdf 时返回可打印的使用记录单（PDF）")
-@blp.alt_response(404, schema=ErrorBody, description="NOT_FOUND：没有此人，或不在本窗口的辖区")
+@refusals(blp, STAFF_AUTH, QUERY, s400=f"{_PERIOD}；INVALID_ID_NUMBER", s404="NOT_FOUND：没有此人，或不在本窗口的辖区")
 def staff_usage(args, id_number):
     """窗口查询并打印参保人的共济记录（作为授权人和使用人）; each query and printout is audited."""
     staff = current_staff()
@@ -140,8 +139,8 @@ class SuspensionOut(Schema):
 @blp.doc(security=BEARER)
 @blp.arguments(SuspensionIn)
 @blp.response(200, SuspensionOut)
-@blp.alt_response(404, schema=ErrorBody, description="NOT_FOUND")
-@blp.alt_response(409, schema=ErrorBody, description="SUSPENSION_UNCHANGED：状态未变")
+@refusals(blp, STAFF_AUTH, JSON_BODY, s400="INVALID_ID_NUMBER", s404="NOT_FOUND：没有此人，或不在本人的辖区",
+          s409="SUSPENSION_UNCHANGED：状态未变")
 def suspension(data, id_number):
     """审核员恢复（或暂停）参保人的联网结算 (R9); audited, and the person is told."""
     staff = current_staff()
@@ -164,8 +163,8 @@ class TerminalAnswer(UsagePage):
 @blp.arguments(TerminalIn)
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, TerminalAnswer)
-@blp.alt_response(404, schema=ErrorBody, description="PERSON_NOT_FOUND：身份证号与社保卡号不匹配（与查无此人的回答相同）")
-@blp.alt_response(429, schema=ErrorBody, description="RATE_LIMITED：每个身份证号、每台终端的查询次数有限")
+@refusals(blp, JSON_BODY, QUERY, s404="PERSON_NOT_FOUND：身份证号与社保卡号不匹配（与查无此人的回答相同）",
+          s429="RATE_LIMITED：每个身份证号、每台终端的查询次数有限")
 def terminal(data, page):
     """12333 / 自助终端: usage records with ID number + card number, masked."""
     person = usage.for_terminal(data["id_number"], data["card_number"])
