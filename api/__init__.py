@@ -18,6 +18,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         MAX_CONTENT_LENGTH=6 * 1024 * 1024,
         TOKEN_TTL_SECONDS=settings.env_int("TOKEN_TTL_SECONDS", 2 * 3600),
         WECHAT_TOKEN=settings.env_str("WECHAT_TOKEN", "gongji-dev-token"),
+        # the official account's 安全模式 (AES); without them only plaintext messages are accepted
+        WECHAT_APPID=settings.env_str("WECHAT_APPID"),
+        WECHAT_AES_KEY=settings.env_str("WECHAT_AES_KEY"),
         # the simulated channel adapters fail on request (tests/test_faults.py); never on in production
         SIMULATED_CHANNEL_FAULTS=settings.env_bool("SIMULATED_CHANNEL_FAULTS"),
         API_TITLE="职工医保个人账户家庭共济 API",

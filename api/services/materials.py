@@ -156,3 +156,12 @@ def owned_materials(owner: Person | StaffUser, ids: list[str]) -> list[Material]
     if len(found) != len(wanted):
         raise ApiError("MATERIAL_NOT_FOUND", 422, "material_ids")
     return [found[i] for i in wanted]
+
+
+def uploaded_since(owner: Person, since) -> list[Material]:
+    """The owner's uploads since `since` that no application holds yet, oldest first (what the bot takes as the
+    proof uploaded in the mini-program while a WeChat conversation waited)."""
+    attached = select(application_materials.c.material_id)
+    return list(db.session.scalars(select(Material).where(
+        _owner_filter(owner), Material.created_at >= since, Material.id.not_in(attached))
+        .order_by(Material.created_at, Material.id)))

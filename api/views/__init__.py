@@ -2,7 +2,8 @@
 
 
 def register_blueprints(app, api) -> None:
-    from api.views import auth, bindings, ops, persons, staff
+    from api.views import auth, bindings, bot, ops, persons, staff, wechat
     app.register_blueprint(ops.bp)
-    for module in (auth, persons, bindings, staff):
+    app.register_blueprint(wechat.bp)
+    for module in (auth, persons, bindings, staff, bot):
         api.register_blueprint(module.blp)
