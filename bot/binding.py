@@ -9,9 +9,10 @@ proof → monthly limit → summary → submit. Every rule is the policy engine'
     limit       limit       每月上限 (元, or 不限)                   summary
     summary     —           确认提交 / 修改… / 取消                  submit
 
-After a slot validates, the wizard goes to the first step whose slot is still empty, or to the summary when
-none is (so a correction from the summary re-asks only that slot, then re-checks what depends on it: a new
-relation re-checks the ID's birth date, and any of relation, name or ID re-runs the beneficiary check).
+After a slot validates, the wizard walks on to the next step; once the summary has been shown, or after fixing
+what a refusal sent him back to, it goes to the first step whose slot is still empty, else to the summary (so a
+correction from the summary re-asks only that slot, then re-checks what depends on it: a new relation re-checks
+the ID's birth date, and any of relation, name or ID re-runs the beneficiary check).
 """
 from __future__ import annotations
 
@@ -159,26 +160,30 @@ def after(ctx: Ctx, slot: str) -> Goto | Finish:
     slots = ctx.dialog.slots
     if slot == "relation" and "id_number" in slots:
         if code := _number_refusal(ctx, slots["relation"], slots["id_number"]):
-            return refused(code)
+            return refused(ctx, code)
     if slot in ("relation", "name", "id_number") and all(k in slots for k in ("relation", "name", "id_number")):
         code = applications.refusal_before_submit(ctx.person, slots["name"], slots["id_number"], slots["relation"])
         if code:
-            return refused(code)
+            return refused(ctx, code)
         if slot == "id_number" and "proof" not in slots:
-            return Goto(_next_step(ctx), (say("CHECKING_OK", name=slots["name"],
-                                              id_number=mask_id(slots["id_number"])),))
-    return Goto(_next_step(ctx))
+            return Goto(_next_step(ctx, slot), (say("CHECKING_OK", name=slots["name"],
+                                                    id_number=mask_id(slots["id_number"])),))
+    return Goto(_next_step(ctx, slot))
 
 
-def _next_step(ctx: Ctx) -> str:
-    return next((step for step in ORDER if step not in ctx.dialog.slots), "summary")
+def _next_step(ctx: Ctx, slot: str) -> str:
+    slots = ctx.dialog.slots
+    if slots.pop("fixing", False) or slots.get("reviewed"):
+        return next((step for step in ORDER if step not in slots), "summary")
+    return ORDER[ORDER.index(slot) + 1] if slot != ORDER[-1] else "summary"
 
 
-def refused(code: str) -> Goto | Finish:
+def refused(ctx: Ctx, code: str) -> Goto | Finish:
     """The engine's refusal in its words; back to the slot that must change, or the end when none can help."""
     step = _FIX_STEP.get(code)
     if step is None:
         return Finish((say("REFUSED", reason=message(code)),))
+    ctx.dialog.slots["fixing"] = True
     return Goto(step, (say("REFUSED", reason=message(code)) + "\n" + say("REFUSED_FIX"),), refusal=True)
 
 
@@ -254,7 +259,7 @@ def take_limit(ctx: Ctx, said: Said) -> Invalid | Goto:
     if word in _UNLIMITED:
         ctx.dialog.slots["limit"] = None
         return after(ctx, "limit")
-    found = _AMOUNT.match(word)
+    found = _AMOUNT.match(said.text.replace(",", "").replace("，", ""))
     if not found:
         return Invalid(say("LIMIT_INVALID"))
     try:
@@ -277,6 +282,7 @@ def _yuan(fen: int) -> str:
 
 def ask_summary(ctx: Ctx) -> Reply:
     s = ctx.dialog.slots
+    s["reviewed"] = True
     proof = say("PROOF_REGISTRY") if s["proof"] == "registry" else say("PROOF_UPLOADED", count=len(s["material_ids"]))
     limit = say("NO_LIMIT") if s["limit"] is None else say("YUAN", amount=_yuan(s["limit"]))
     text = say("SUMMARY", relation=_relation_label(s["relation"]), name=s["name"], id_number=mask_id(s["id_number"]),
@@ -309,7 +315,7 @@ def submit(ctx: Ctx) -> Goto | Finish:
         proofs = materials.owned_materials(ctx.person, s["material_ids"]) if s["material_ids"] else []
         app = applications.submit(ctx.person, data, channel=ctx.channel.submit_channel, materials=proofs)
     except ApiError as exc:  # what changed since the check (a concurrent application, a spent balance…)
-        return refused(exc.code)
+        return refused(ctx, exc.code)
     return Finish((say("SUBMITTED", receipt_no=app.receipt_no),))
 
 

@@ -54,8 +54,8 @@ def _said(dialog: Dialog, text: str | None, option: str | None) -> Said:
     normal = normalize(raw)
     if option is not None:
         return Said(raw.strip(), normal, option)
-    numbers = not (dialog.intent in FLOWS and dialog.step in FLOWS[dialog.intent].steps
-                   and not FLOWS[dialog.intent].steps[dialog.step].numbers)
+    numbers = dialog.stage == "strikes" or not (dialog.intent in FLOWS and dialog.step in FLOWS[dialog.intent].steps
+                                                and not FLOWS[dialog.intent].steps[dialog.step].numbers)
     if numbers and normal.isascii() and normal.isdigit() and len(normal) <= 3 \
             and 1 <= int(normal) <= len(dialog.offered):
         return Said(raw.strip(), normal, dialog.offered[int(normal) - 1][1])

@@ -57,8 +57,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
 }
 _COMMAND_OF = {word: command for command, words in COMMANDS.items() for word in words}
 
-_PUNCTUATION = re.compile(r"[\s。，,.!！~～…、:：;；\"'“”‘’()（）【】\[\]]+")
-_QUESTION = re.compile(r"[?？]|吗$|呢$|什么|怎么|哪些|哪里|哪儿|多少|能不能|可不可以|是不是|为啥|为什么")
+_PUNCTUATION = re.compile(r"[\s。，,!！~～…、:：;；\"'“”‘’()（）【】\[\]]+|\.+$")  # a "." inside stays (150.5)
+_QUESTION = re.compile(r"[?？]|吗$|呢$|吧$|什么|怎么|怎样|如何|咋|哪些|哪里|哪儿|多少|能不能|可不可以|是不是|为啥|为什么")
 
 
 def normalize(text: str | None) -> str:
