@@ -52,7 +52,7 @@ def _said(dialog: Dialog, text: str | None, option: str | None) -> Said:
     """The message, with the option it picks: a tapped option, or a number or label of the options last shown."""
     raw = (option if option is not None else text) or ""
     normal = normalize(raw)
-    if option is not None:
+    if option is not None and (option in {value for _, value in dialog.offered} or not option.isdigit()):
         return Said(raw.strip(), normal, option)
     numbers = dialog.stage == "strikes" or not (dialog.intent in FLOWS and dialog.step in FLOWS[dialog.intent].steps
                                                 and not FLOWS[dialog.intent].steps[dialog.step].numbers)

@@ -43,5 +43,5 @@ def chat_cmd(id_number: str) -> None:
         if not line or line.strip() in _QUIT:
             break
         if not stdin.isatty():
-            click.echo(f"> {line.strip()}")
+            click.echo(f"> {mask_text(line.strip())}")
         _show(handle(person, channels.TERMINAL, text=line.strip()[:500]))
