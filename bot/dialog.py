@@ -6,7 +6,7 @@ parse, is never half-read: the conversation starts afresh.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 VERSION = 1
 
@@ -39,7 +39,7 @@ class Dialog:
     v: int = VERSION
 
     def dumps(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+        return json.dumps(vars(self), ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def loads(cls, raw: bytes | str) -> "Dialog":
