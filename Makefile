@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 FLASK := $(BIN)/flask --app api
 
-.PHONY: venv migrate seed run test bench-review bench-import clean
+.PHONY: venv migrate seed run test bench-review bench-import bench-bot clean
 
 venv: $(STAMP)
 $(STAMP): requirements.txt
@@ -41,6 +41,9 @@ test: venv
 
 bench-review: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m api.embedded $(BIN)/python -m tests.bench.review
+
+bench-bot: venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m api.embedded $(BIN)/python -m tests.bench.bot
 
 bench-import: venv
 	$(BIN)/python -m tests.bench.registry_import

@@ -26,6 +26,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         WECHAT_TEMPLATE_ID=settings.env_str("WECHAT_TEMPLATE_ID"),
         WECHAT_API_BASE=settings.env_str("WECHAT_API_BASE", "https://api.weixin.qq.com"),
         WECHAT_TIMEOUT_SECONDS=settings.env_float("WECHAT_TIMEOUT_SECONDS", 3.0),
+        # the official account's 安全模式 (AES); without it only plaintext messages are accepted
+        WECHAT_AES_KEY=settings.env_str("WECHAT_AES_KEY"),
         # the simulated channel adapters fail on request (tests/test_faults.py); never on in production
         SIMULATED_CHANNEL_FAULTS=settings.env_bool("SIMULATED_CHANNEL_FAULTS"),
         API_TITLE="职工医保个人账户家庭共济 API",

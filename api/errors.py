@@ -69,8 +69,8 @@ def _first_field_error(messages) -> tuple[str | None, str]:
 
 def validation_error(messages) -> ApiError:
     field, text = _first_field_error(messages)
-    if field == "_schema":  # the body as a whole (an array, a string): no field of ours to name
-        return ApiError("INVALID_INPUT", 400)
+    if field == "_schema":  # the body as a whole (an array, a string, a schema-wide rule): no field to name
+        return ApiError(text if text in MESSAGES else "INVALID_INPUT", 400)
     if text == "Invalid JSON body.":  # webargs' answer to a body that does not parse
         return ApiError("MALFORMED_JSON", 400)
     if text in MESSAGES:  # our own validators raise catalogue codes

@@ -37,6 +37,10 @@ MESSAGES: dict[str, str] = {
     "UPLOAD_QUOTA_EXCEEDED": "今日上传的材料已达上限，请明天再试",
     "NO_ACTIVE_BINDING": "您目前没有有效的共济关系，无需解绑",
     "SERVICE_NOT_YET_AVAILABLE": "该服务即将开通，敬请期待",
+    "TEXT_TOO_LONG": "消息太长了，请不要超过 500 个字",
+    "BOT_MESSAGE_EMPTY": "请发送文字（text）或所选的选项（option）其中之一",
+    "BOT_BUSY": "正在处理您的上一条消息，请稍候再发",
+    "BAD_SIGNATURE": "签名校验失败",
     # R1 authorizer
     "AUTHORIZER_NOT_EMPLOYEE": "授权人须为职工医保参保人",
     "AUTHORIZER_NOT_NORMAL": "授权人参保状态不正常，暂不能办理家庭共济",
@@ -51,6 +55,8 @@ MESSAGES: dict[str, str] = {
     # R3 relation
     "RELATION_UNKNOWN": "请选择正确的亲属关系",
     "RELATION_NOT_ALLOWED": "该亲属关系不在本地区家庭共济范围内",
+    "RELATION_AGE_IMPLAUSIBLE": "身份证号码中的出生日期与所选亲属关系对不上（比如父母应比您年长、配偶应已成年），"
+                                "请核对身份证号码或亲属关系",
     "SPOUSE_LIMIT": "每人只能与一位配偶办理家庭共济：您或对方已与另一位配偶建立（或正在申请）共济关系",
     "PARENT_LIMIT": "父亲、母亲各只能有一位：子女一方已与另一位父亲或母亲建立（或正在申请）共济关系",
     "IDENTITY_DOCUMENTS_NOT_SEEN": "窗口办理须核验双方身份证和医保卡，请确认已查验所需证件",

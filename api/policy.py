@@ -223,6 +223,46 @@ def beneficiary_refusal(policy: Policy, authorizer: PersonFacts, beneficiary: Pe
     return None
 
 
+def relation_choice_refusal(policy: Policy, relation: str) -> str | None:
+    """R3, the relation alone: a 近亲属 relation this region admits (in-laws and typos are never one)."""
+    if relation not in RELATIONS:
+        return "RELATION_UNKNOWN"
+    if relation not in policy.relations:
+        return "RELATION_NOT_ALLOWED"
+    return None
+
+
+# Plausible age gaps in whole years (beneficiary's birth minus the authorizer's) for a relation named by its
+# claimant: a parent is born at least 12 years before his child, a grandparent 24; a spouse is an adult.
+_AGE_GAPS = {"parent": (None, -12), "grandparent": (None, -24), "maternal_grandparent": (None, -24),
+             "child": (12, None), "grandchild": (24, None), "maternal_grandchild": (24, None)}
+ADULT_AGE = 18
+
+
+def beneficiary_number_refusal(relation: str, authorizer_birth: dt.date, beneficiary_birth: dt.date,
+                               same_person: bool, today: dt.date) -> str | None:
+    """R2/R3 from the ID numbers alone, before the registry is read: not the authorizer himself, and a birth date
+    that can be true of the relation (a "parent" younger than his child is a typing error)."""
+    if same_person:
+        return "SELF_BINDING"
+    if relation == "spouse":
+        age = today.year - beneficiary_birth.year - ((today.month, today.day) < (beneficiary_birth.month,
+                                                                                 beneficiary_birth.day))
+        return None if age >= ADULT_AGE else "RELATION_AGE_IMPLAUSIBLE"
+    low, high = _AGE_GAPS.get(relation, (None, None))
+    gap = _years_between(authorizer_birth, beneficiary_birth)
+    if (low is not None and gap < low) or (high is not None and gap > high):
+        return "RELATION_AGE_IMPLAUSIBLE"
+    return None
+
+
+def _years_between(earlier: dt.date, later: dt.date) -> int:
+    """Whole years from `earlier` to `later` (negative when `later` is before)."""
+    if later < earlier:
+        return -_years_between(later, earlier)
+    return later.year - earlier.year - ((later.month, later.day) < (earlier.month, earlier.day))
+
+
 def relation_refusal(policy: Policy, relation: str, authorizer: PersonFacts, beneficiary: PersonFacts,
                      authorizer_links: list[ExistingLink], beneficiary_links: list[ExistingLink],
                      beneficiary_policy: Policy | None = None) -> str | None:
@@ -233,10 +273,8 @@ def relation_refusal(policy: Policy, relation: str, authorizer: PersonFacts, ben
     second father or mother, whoever of the two applies. The cap on authorizers per beneficiary is the stricter of
     the two regions' (浙江 limits its insured to one authorizer even when the authorizer's region does not).
     """
-    if relation not in RELATIONS:
-        return "RELATION_UNKNOWN"
-    if relation not in policy.relations:
-        return "RELATION_NOT_ALLOWED"
+    if code := relation_choice_refusal(policy, relation):
+        return code
     giving = [link for link in authorizer_links if link.role == "authorizer"]
     receiving = [link for link in beneficiary_links if link.role == "beneficiary"]
     if any(link.counterpart.id_number == beneficiary.id_number for link in giving):

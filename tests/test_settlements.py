@@ -329,3 +329,17 @@ def test_usage_records_for_each_reader(client, world):
     unknown = client.post("/api/v1/terminal/usage-query", json={"id_number": factories.id_number("110105"),
                                                                 "card_number": p.card_number})
     assert wrong.status_code == unknown.status_code == 404 and wrong.json == unknown.json
+
+
+def test_the_bot_reads_the_same_usage_records(client, world):
+    from tests.bot_helpers import Chat
+    p = patient(name="李秀英")
+    a = authorizer("李建国")
+    bind(a, p, "child")
+    settle(client, world["gz"], bill(p, [8650]))
+    chat = Chat(client, a)
+    chat.say("共济记录")
+    assert "为子女 李**" in chat.text and "广州市第一人民医院" in chat.text and "86.50 元" in chat.text
+    chat = Chat(client, p)
+    chat.say("记录")
+    assert "用父母 李**的账户" in chat.text and "86.50 元" in chat.text

@@ -35,7 +35,7 @@ def recorder(clean_app, monkeypatch):
 def test_jobs_and_notices_are_sent_after_the_commit(recorder):
     person = factories.person("王建国")
     with tx.unit_of_work() as unit:
-        n = notifications.notify(person, "test", "标题", "内容")
+        n = notifications.notify(person, "binding_revoked", "标题", "内容")
         unit.enqueue_after_commit(jobs.REVIEWS, jobs.REVIEW_APPLICATION, "review-x", "x")
         assert recorder.calls == []  # nothing leaves before the commit
     assert [c[:4] for c in recorder.calls] == [
@@ -48,7 +48,7 @@ def test_a_rollback_sends_nothing_and_writes_nothing(recorder):
     person = factories.person("王建国")
     with pytest.raises(RuntimeError):
         with tx.unit_of_work() as unit:
-            notifications.notify(person, "test", "标题", "内容")
+            notifications.notify(person, "binding_revoked", "标题", "内容")
             unit.enqueue_after_commit(jobs.REVIEWS, jobs.REVIEW_APPLICATION, "review-x", "x")
             raise RuntimeError("boom")
     assert recorder.calls == []
@@ -61,9 +61,9 @@ def test_a_nested_unit_joins_the_outer_one(recorder):
     with tx.unit_of_work() as outer:
         with tx.unit_of_work() as inner:
             assert inner is outer
-            notifications.notify(person, "test", "一", "内容")
+            notifications.notify(person, "binding_revoked", "一", "内容")
         assert recorder.calls == []  # the inner block does not commit or dispatch
-        notifications.notify(person, "test", "二", "内容")
+        notifications.notify(person, "binding_revoked", "二", "内容")
     ((*_, args, committed),) = recorder.calls  # one delivery job for both notices
     assert len(args[0]) == 2 and committed == 2
 
@@ -71,7 +71,7 @@ def test_a_nested_unit_joins_the_outer_one(recorder):
 def test_notices_handed_to_a_job_are_not_sent_twice(recorder):
     person = factories.person("王建国")
     with tx.unit_of_work() as unit:
-        notifications.notify(person, "test", "标题", "内容")
+        notifications.notify(person, "binding_revoked", "标题", "内容")
         unit.hand_notices_to_job()
     assert recorder.calls == []
 

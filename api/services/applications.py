@@ -55,6 +55,31 @@ def decide(app: Application, status: str, actor: str, code: str | None, from_sta
     announce(app, status, shown_reason, channels, due=due, binding_id=binding_id)
 
 
+def _name_refusal(authorizer: Person, beneficiary: Person | None, name: str) -> str | None:
+    """The registry's name for the number must be the name given; R1 first: only an eligible authorizer learns
+    that the name does not match the number."""
+    if beneficiary is None or normalize_name(beneficiary.name) == normalize_name(name):
+        return None
+    return policy.authorizer_refusal(policy_for(authorizer.region_code), facts_of(authorizer)) \
+        or "BENEFICIARY_NAME_MISMATCH"
+
+
+def refusal_before_submit(authorizer: Person, name: str, id_number: str, relation: str) -> str | None:
+    """What `submit` would refuse for these details, asked before anything is written (the bot checks the
+    beneficiary before its summary): the engine's code, or the duplicate's; None when submit would go on.
+    Reads only; the row locks the rules take on PostgreSQL end with the transaction, which this ends."""
+    try:
+        beneficiary = person_by_id_number(idnumber.normalize(id_number))
+        return _name_refusal(authorizer, beneficiary, name) or refusal_for(authorizer, beneficiary, relation,
+                                                                           duplicates_conflict=True)
+    except idnumber.InvalidIdNumber:
+        return "INVALID_ID_NUMBER"
+    except ApiError as exc:  # DUPLICATE_BINDING / DUPLICATE_APPLICATION (409), REGION_NOT_COVERED
+        return exc.code
+    finally:
+        db.session.rollback()
+
+
 @transactional
 def submit(authorizer: Person, data: dict, channel: str, staff: StaffUser | None = None,
            materials: list | None = None, materials_seen: list[str] | None = None) -> Application:
@@ -67,11 +92,8 @@ def submit(authorizer: Person, data: dict, channel: str, staff: StaffUser | None
     except idnumber.InvalidIdNumber:
         raise ApiError("INVALID_ID_NUMBER", 400, "beneficiary_id_number") from None
     beneficiary = person_by_id_number(number)
-    if beneficiary is not None and normalize_name(beneficiary.name) != normalize_name(data["beneficiary_name"]):
-        # R1 first: only an eligible authorizer learns that the name does not match the number
-        if code := policy.authorizer_refusal(policy_for(authorizer.region_code), facts_of(authorizer)):
-            raise Refusal(code)
-        raise Refusal("BENEFICIARY_NAME_MISMATCH", "beneficiary_name")
+    if code := _name_refusal(authorizer, beneficiary, data["beneficiary_name"]):
+        raise Refusal(code, "beneficiary_name" if code == "BENEFICIARY_NAME_MISMATCH" else None)
     code = refusal_for(authorizer, beneficiary, data["relation"], duplicates_conflict=True)
     if code:
         raise Refusal(code, "relation" if code.startswith(("RELATION", "SPOUSE", "PARENT")) else None)

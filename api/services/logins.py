@@ -71,6 +71,13 @@ def login_person(channel: str, code: str, name: str | None = None, id_number: st
     return db.session.get(Person, person.id)
 
 
+def person_for_openid(channel: str, openid: str) -> Person | None:
+    """The person a prior login bound to this channel user id (openid), or None: nothing is bound by asking."""
+    account = db.session.scalar(
+        select(ChannelAccount).where(ChannelAccount.channel == channel, ChannelAccount.openid == openid[:128]))
+    return account.person if account is not None else None
+
+
 def _verify_realname(name: str | None, id_number: str | None, expected: Person | None = None) -> Person:
     if not id_number:
         raise ApiError("REALNAME_REQUIRED", 400, "id_number")

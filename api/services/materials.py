@@ -262,3 +262,12 @@ def _delete_now(ids: list[str]) -> set[str]:
             .returning(Material.id), execution_options={"synchronize_session": False}))
         db.session.commit()
     return gone
+
+
+def uploaded_since(owner: Person, since) -> list[Material]:
+    """The owner's uploads since `since` that no application holds yet, oldest first (what the bot takes as the
+    proof uploaded in the mini-program while a WeChat conversation waited)."""
+    attached = select(application_materials.c.material_id)
+    return list(db.session.scalars(select(Material).where(
+        _owner_filter(owner), Material.created_at >= since, Material.id.not_in(attached))
+        .order_by(Material.created_at, Material.id)))

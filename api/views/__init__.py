@@ -2,7 +2,8 @@
 
 
 def register_blueprints(app, api) -> None:
-    from api.views import auth, bindings, institution, ops, persons, staff, usage
+    from api.views import auth, bindings, bot, institution, ops, persons, staff, usage, wechat
     app.register_blueprint(ops.bp)
-    for module in (auth, persons, bindings, usage, staff, institution):
+    app.register_blueprint(wechat.bp)
+    for module in (auth, persons, bindings, usage, staff, institution, bot):
         api.register_blueprint(module.blp)

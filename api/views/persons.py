@@ -1,15 +1,13 @@
 """The person's own pages of the mini-program: me, 医保电子凭证, the 业务办理 menu, his policy, his materials."""
 from flask import send_file
-from sqlalchemy import or_, select
 
-from api import policy
 from api.auth import current_person, issue_voucher, person_required
 from api.extensions import db
 from api.messages import message
 from api.models import Binding
 from api.schemas import (BEARER, FILE_ANSWER, PERSON_AUTH, Blueprint, MaterialOut, MaterialUpload, PersonSelf,
                          PolicyOut, ServiceItem, VoucherOut, refusals)
-from api.services import materials, people
+from api.services import materials, menu, people
 from api.timefmt import local_iso
 
 blp = Blueprint("persons", __name__, url_prefix="/api/v1", description="参保人：本人信息、医保电子凭证、业务办理、材料上传")
@@ -35,12 +33,6 @@ def voucher():
     return {"code": code, "expires_at": local_iso(expires_at)}
 
 
-def _has_active_binding(person_id: int) -> bool:
-    return db.session.scalar(select(Binding.id).where(
-        Binding.status == "active",
-        or_(Binding.authorizer_id == person_id, Binding.beneficiary_id == person_id)).limit(1)) is not None
-
-
 @blp.route("/services")
 @person_required
 @blp.doc(security=BEARER)
@@ -48,18 +40,7 @@ def _has_active_binding(person_id: int) -> bool:
 @refusals(blp, PERSON_AUTH)
 def services():
     """业务办理 menu; family_binding is available only to an authorizer R1 admits, else `reason` says why."""
-    person = current_person()
-    region = people.policy_or_none(person.region_code)
-    refusal = "REGION_NOT_COVERED" if region is None else policy.authorizer_refusal(region, people.facts_of(person))
-    unbinding = _has_active_binding(person.id)
-    return [
-        {"id": "family_binding", "title": "亲情账号绑定", "available": refusal is None,
-         "reason": message(refusal) if refusal else None},
-        {"id": "family_unbinding", "title": "亲情账号解绑", "available": unbinding,
-         "reason": None if unbinding else message("NO_ACTIVE_BINDING")},
-        {"id": "usage_query", "title": "共济记录查询", "available": True, "reason": None},
-        {"id": "application_status", "title": "办理进度查询", "available": True, "reason": None},
-    ]
+    return menu.services_for(current_person())
 
 
 @blp.route("/policy")
