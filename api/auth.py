@@ -105,6 +105,12 @@ def current_person() -> Person:
     return g.person
 
 
+def current_channel() -> str:
+    """The mini-program the person's token was issued for (web when it names none)."""
+    current_person()
+    return g.get("channel") or "web"
+
+
 def current_staff() -> StaffUser:
     if "staff" not in g:
         data = read_token("staff")

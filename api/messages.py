@@ -37,6 +37,7 @@ MESSAGES: dict[str, str] = {
     "UPLOAD_QUOTA_EXCEEDED": "今日上传的材料已达上限，请明天再试",
     "NO_ACTIVE_BINDING": "您目前没有有效的共济关系，无需解绑",
     "SERVICE_NOT_YET_AVAILABLE": "该服务即将开通，敬请期待",
+    "VALID_FROM_AFTER_UNTIL": "授权起始日期不能晚于截止日期",
     "TEXT_TOO_LONG": "消息太长了，请不要超过 500 个字",
     "BOT_MESSAGE_EMPTY": "请发送文字（text）或所选的选项（option）其中之一",
     "BOT_BUSY": "正在处理您的上一条消息，请稍候再发",

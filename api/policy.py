@@ -385,6 +385,22 @@ def in_effect(valid_from: dt.date | None, valid_until: dt.date | None, today: dt
     return (valid_from is None or valid_from <= today) and (valid_until is None or today <= valid_until)
 
 
+def validity_window_refusal(valid_from: dt.date | None, valid_until: dt.date | None) -> str | None:
+    """A window that ends before it begins is no window."""
+    if valid_from is not None and valid_until is not None and valid_from > valid_until:
+        return "VALID_FROM_AFTER_UNTIL"
+    return None
+
+
+def validity_note(valid_from: dt.date | None, valid_until: dt.date | None, today: dt.date) -> str | None:
+    """What a person reads of a binding outside its window, with the dates."""
+    if valid_from is not None and today < valid_from:
+        return f"尚未生效：自 {valid_from:%Y年%m月%d日} 起可用"
+    if valid_until is not None and today > valid_until:
+        return f"已过授权期限：{valid_until:%Y年%m月%d日} 前可用"
+    return None
+
+
 def settlement_refusal(patient: PersonFacts, credential_is_patients: bool, institution_designated: bool) -> str | None:
     """R8 (designated only) and R9 (own credential, not suspended) before any money moves."""
     if not institution_designated:

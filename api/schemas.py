@@ -16,7 +16,6 @@ from api.messages import MESSAGES
 from api import policy
 from api.channels import CHANNELS
 from api.masking import mask_id, mask_phone
-from api.models import Person
 from api.services import notifications, people
 from api.services.application_notices import STATUS_LABELS
 from api.services.logins import STAFF_ROLES
@@ -168,12 +167,12 @@ class AccountOut(Schema):
                                    metadata={"description": "可共济金额 under the region policy; null: no policy"})
 
 
-def _account(person: Person, region: policy.Policy | None) -> dict | None:
-    facts = people.facts_of(person)
-    if person.insurance_type != "employee" or not facts.has_account:
+def _account(profile: people.Profile) -> dict | None:
+    facts = profile.facts
+    if profile.person.insurance_type != "employee" or not facts.has_account:
         return None
     return {"balance_fen": facts.balance_fen, "prior_year_fen": facts.prior_year_fen,
-            "shareable_fen": None if region is None else policy.shareable_balance(region, facts)}
+            "shareable_fen": profile.shareable_fen}
 
 
 class PersonSelf(Schema):
@@ -194,15 +193,16 @@ class PersonSelf(Schema):
     settlement_suspended = fields.Boolean(metadata={"description": "联网结算已暂停 (R9)"})
 
     @pre_dump
-    def _view(self, person: Person, **_kw) -> dict:
-        region = people.policy_or_none(person.region_code)
+    def _view(self, profile: people.Profile, **_kw) -> dict:
+        """Reads the profile the view loaded (serialization queries nothing)."""
+        person, region = profile.person, profile.policy
         return {
             "id_number": mask_id(person.id_number), "name": person.name,
             "insurance_type": person.insurance_type,
             "insurance_type_label": INSURANCE_TYPES.get(person.insurance_type),
             "status": person.status, "status_label": PERSON_STATUSES.get(person.status),
             "region_code": person.region_code, "region_name": region.name if region else None,
-            "phone": mask_phone(person.phone), "account": _account(person, region),
+            "phone": mask_phone(person.phone), "account": _account(profile),
             "settlement_suspended": bool(person.settlement_suspended),
         }
 
@@ -364,6 +364,7 @@ class ApplicationOut(Schema):
     counterpart = fields.Nested(Counterpart)
     monthly_limit_fen = fields.Integer(allow_none=True)
     per_payment_limit_fen = fields.Integer(allow_none=True)
+    valid_from = fields.String(allow_none=True, metadata={"description": "YYYY-MM-DD, 授权起始日期"})
     valid_until = fields.String(allow_none=True, metadata={"description": "YYYY-MM-DD"})
     channel = fields.String()
     reason_code = OneOf(REASON_CODES, allow_none=True)
@@ -396,9 +397,13 @@ class BindingOut(Schema):
     status = OneOf(BINDING_STATUSES)
     monthly_limit_fen = fields.Integer(allow_none=True)
     per_payment_limit_fen = fields.Integer(allow_none=True)
-    valid_until = fields.String(allow_none=True, metadata={"description": "YYYY-MM-DD"})
+    valid_from = fields.String(allow_none=True, metadata={"description": "YYYY-MM-DD, 授权起始日期（含）"})
+    valid_until = fields.String(allow_none=True, metadata={"description": "YYYY-MM-DD, 授权截止日期（含）"})
     priority = fields.Integer(allow_none=True)
-    used_this_month_fen = fields.Integer()
+    in_effect = fields.Boolean(metadata={"description": "今天是否可用：有效且在授权起止日期之内"})
+    effect_note = fields.String(allow_none=True, metadata={"description": "未生效或已过期时的说明（含日期）"})
+    used_this_month_fen = fields.Integer(metadata={"description": "本月（北京时间）已用，不含已退费"})
+    remaining_this_month_fen = fields.Integer(allow_none=True, metadata={"description": "本月限额剩余；null 为不限"})
     created_at = fields.String()
     revoked_at = fields.String(allow_none=True)
     revoked_by = OneOf(ROLES, allow_none=True)

@@ -106,3 +106,51 @@ def test_a_policy_is_parsed_once_and_again_when_the_registry_changes_it(clean_ap
     row.data = {**row.data, "manual_review_days": 9}
     db.session.commit()
     assert people.policy_for("440106").manual_review_days == 9 and len(parsed) == 2
+
+
+def test_a_binding_outside_its_window_is_shown_not_in_effect_with_its_dates(client):
+    from tests.lifecycle_helpers import person_headers, run_worker
+    factories.load_policies()
+    a = factories.person("王建国")
+    b = factories.person("李秀英", male=False, insurance_type="resident", balance_fen=None)
+    factories.kinship(a, b, "spouse")
+    start = dt.date.today() + dt.timedelta(days=30)
+    r = client.post("/api/v1/bindings/applications", headers=person_headers(a), json={
+        "beneficiary_name": b.name, "beneficiary_id_number": b.id_number, "relation": "spouse",
+        "valid_from": start.isoformat(), "monthly_limit_fen": 20000})
+    assert r.status_code == 202, r.json
+    run_worker()
+    (binding,) = client.get("/api/v1/bindings", headers=person_headers(a)).json["granted"]
+    assert binding["valid_from"] == start.isoformat() and binding["in_effect"] is False
+    assert binding["effect_note"] == f"尚未生效：自 {start:%Y年%m月%d日} 起可用"
+    assert (binding["used_this_month_fen"], binding["remaining_this_month_fen"]) == (0, 20000)
+    # the authorizer brings it forward: in effect today
+    r = client.patch(f"/api/v1/bindings/{binding['id']}", headers=person_headers(a),
+                     json={"valid_from": dt.date.today().isoformat()})
+    assert r.status_code == 200 and r.json["in_effect"] is True and r.json["effect_note"] is None
+    # a window that ends before it begins is refused, on the application and on the binding
+    r = client.patch(f"/api/v1/bindings/{binding['id']}", headers=person_headers(a),
+                     json={"valid_from": (start + dt.timedelta(days=400)).isoformat(),
+                           "valid_until": start.isoformat()})
+    assert (r.status_code, r.json["error"]["code"]) == (400, "VALID_FROM_AFTER_UNTIL")
+    c = factories.person("王小明", insurance_type="resident", balance_fen=None, birth=dt.date(2000, 1, 1))
+    r = client.post("/api/v1/bindings/applications", headers=person_headers(a), json={
+        "beneficiary_name": c.name, "beneficiary_id_number": c.id_number, "relation": "child",
+        "valid_from": start.isoformat(), "valid_until": dt.date.today().isoformat()})
+    assert (r.status_code, r.json["error"]["code"], r.json["error"]["field"]) == \
+        (400, "VALID_FROM_AFTER_UNTIL", "valid_from")
+
+
+def test_the_approval_notice_links_to_the_binding_it_created(client):
+    from api.models import Notification
+    from tests.lifecycle_helpers import person_headers, run_worker
+    factories.load_policies()
+    a = factories.person("王建国")
+    b = factories.person("李秀英", male=False, insurance_type="resident", balance_fen=None)
+    factories.kinship(a, b, "spouse")
+    client.post("/api/v1/bindings/applications", headers=person_headers(a), json={
+        "beneficiary_name": b.name, "beneficiary_id_number": b.id_number, "relation": "spouse"})
+    run_worker()
+    (binding,) = client.get("/api/v1/bindings", headers=person_headers(a)).json["granted"]
+    approvals = db.session.scalars(db.select(Notification).where(Notification.kind == "application_approved")).all()
+    assert len(approvals) == 2 and {n.binding_id for n in approvals} == {binding["id"]}

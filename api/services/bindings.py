@@ -52,11 +52,14 @@ def update_settings(person: Person, binding_id: str, data: dict) -> Binding:
         raise ApiError("INVALID_INPUT", 400)
     if binding.status != "active":
         raise ApiError("BINDING_NOT_ACTIVE", 409)
-    limits = {"monthly_limit_fen", "per_payment_limit_fen", "valid_until"}
+    limits = {"monthly_limit_fen", "per_payment_limit_fen", "valid_from", "valid_until"}
     mine = (person.id == binding.authorizer_id and set(data) <= limits) or \
         (person.id == binding.beneficiary_id and set(data) <= {"priority"})
     if not mine:
         raise ApiError("FORBIDDEN", 403)
+    window = (data.get("valid_from", binding.valid_from), data.get("valid_until", binding.valid_until))
+    if code := policy.validity_window_refusal(*window):
+        raise ApiError(code, 400, "valid_from" if "valid_from" in data else "valid_until")
     # conditional: a revocation committed meanwhile wins, and the settings of a revoked binding never change
     if not db.session.execute(update(Binding).where(Binding.id == binding.id, Binding.status == "active")
                               .values(**data)).rowcount:

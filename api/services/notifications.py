@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from rq.timeouts import BaseTimeoutException
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 
 from api.errors import not_found
 from api.extensions import db, writing
@@ -264,6 +264,11 @@ def inbox(person: Person, unread_only: bool):
     if unread_only:
         query = query.where(Notification.read_at.is_(None))
     return query
+
+
+def unread_count(person: Person) -> int:
+    return db.session.scalar(select(func.count()).select_from(Notification).where(
+        Notification.person_id == person.id, Notification.read_at.is_(None)))
 
 
 def mark_read(person: Person, notification_id: str) -> Notification:

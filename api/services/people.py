@@ -1,13 +1,15 @@
 """Reading the registry for the rules: a person's facts and the policy of his region."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import select
 
 from api import ledger
 from api.errors import ApiError
 from api.extensions import db
 from api.models import Person, RegionPolicy
-from api.policy import PersonFacts, Policy
+from api.policy import PersonFacts, Policy, shareable_balance
 
 
 # Parsed policies of this process by province, with the row's updated_at they were parsed from: a policy is
@@ -63,3 +65,19 @@ def facts_of_many(persons) -> dict[int, PersonFacts]:
 
 def person_by_id_number(id_number: str) -> Person | None:
     return db.session.scalar(select(Person).where(Person.id_number == id_number))
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a person's own page shows (GET /me, a login's answer), read once: his facts and his region's policy."""
+    person: Person
+    facts: PersonFacts
+    policy: Policy | None
+
+    @property
+    def shareable_fen(self) -> int | None:
+        return None if self.policy is None else shareable_balance(self.policy, self.facts)
+
+
+def profile(person: Person) -> Profile:
+    return Profile(person, facts_of(person), policy_or_none(person.region_code))

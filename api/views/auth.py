@@ -3,7 +3,7 @@
 from api import ratelimit
 from api.auth import issue_token
 from api.schemas import JSON_BODY, Blueprint, LoginIn, LoginOut, StaffLoginIn, StaffLoginOut, refusals
-from api.services import logins
+from api.services import logins, people
 from api.timefmt import local_iso
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1", description="登录（参保人渠道登录、工作人员登录）")
@@ -45,7 +45,7 @@ def login(data):
     ratelimit.hit("login", f"{data['channel']}:{data['code']}")
     person = logins.login_person(data["channel"], data["code"], data.get("name"), data.get("id_number"))
     token, expires_at = issue_token("person", person.id, ch=data["channel"])
-    return {"token": token, "expires_at": local_iso(expires_at), "person": person}
+    return {"token": token, "expires_at": local_iso(expires_at), "person": people.profile(person)}
 
 
 @blp.route("/staff/login", methods=["POST"])

@@ -1,20 +1,17 @@
 """Applications, bindings and the inbox of a person (mini-program API)."""
 from flask.views import MethodView
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from werkzeug.routing import BaseConverter
-from marshmallow import Schema, ValidationError, fields, validate
-from sqlalchemy import func, select
-
-from api.extensions import db
-from api.schemas import (BEARER, JSON_BODY, PERSON_AUTH, QUERY, RELATIONS, ApplicationAccepted, ApplicationDetail,
-                         ApplicationsAnswer, BindingOut, BindingsAnswer, Blueprint, InboxAnswer, NotificationOut,
-                         refusals)
 
 from api import policy, ratelimit
-from api.auth import current_person, person_required
+from api.auth import current_channel, current_person, person_required
 from api.masking import mask_id, mask_name
 from api.messages import message
 from api.pagination import PageArgs, paginate
-from api.services import applications, bindings, idempotency, notifications
+from api.schemas import (BEARER, JSON_BODY, PERSON_AUTH, QUERY, RELATIONS, ApplicationAccepted, ApplicationDetail,
+                         ApplicationsAnswer, BindingOut, BindingsAnswer, Blueprint, InboxAnswer, NotificationOut,
+                         refusals)
+from api.services import applications, bindings, idempotency, materials, notifications
 from api.timefmt import local_iso, local_today
 
 blp = Blueprint("bindings", __name__, url_prefix="/api/v1", description="家庭共济申请、共济关系与消息")
@@ -55,7 +52,14 @@ class ApplicationIn(Schema):
                                validate=validate.Length(max=20))
     monthly_limit_fen = Money(load_default=None, allow_none=True)
     per_payment_limit_fen = Money(load_default=None, allow_none=True)
+    valid_from = fields.Date(load_default=None, allow_none=True,
+                             metadata={"description": "授权起始日期（北京时间，含）；不填为审核通过即生效"})
     valid_until = ValidUntil(load_default=None)
+
+    @validates_schema
+    def _window(self, data, **_kw):
+        if policy.validity_window_refusal(data.get("valid_from"), data.get("valid_until")):
+            raise ValidationError("VALID_FROM_AFTER_UNTIL", "valid_from")
 
 
 class TimelineEntry(Schema):
@@ -89,6 +93,7 @@ def dump_application(app, viewer_id: int, detail: bool = False) -> dict:
         "beneficiary": {"name": mask_name(app.beneficiary.name), "id_number": mask_id(app.beneficiary.id_number)},
         "counterpart": counterpart,
         "monthly_limit_fen": app.monthly_limit_fen, "per_payment_limit_fen": app.per_payment_limit_fen,
+        "valid_from": app.valid_from.isoformat() if app.valid_from else None,
         "valid_until": app.valid_until.isoformat() if app.valid_until else None,
         "channel": app.channel, "reason_code": app.reason_code,
         "reason": None if app.reason_code is None else message(app.reason_code),
@@ -103,14 +108,24 @@ def dump_application(app, viewer_id: int, detail: bool = False) -> dict:
 
 
 def dump_binding(b, viewer_id: int, used: dict) -> dict:
+    """With what this month leaves of the limit, and whether the binding is in effect today (R10: a binding
+    outside its validity window pays nothing, and says so with its dates)."""
     counterpart = _counterpart(b, viewer_id)
+    spent = used.get(b.id, 0)
+    in_effect = b.status == "active" and policy.in_effect(b.valid_from, b.valid_until, local_today())
     return {
         "id": b.id, "relation": counterpart["relation"], "relation_label": counterpart["relation_label"],
         "role": "authorizer" if viewer_id == b.authorizer_id else "beneficiary",
         "counterpart": counterpart, "status": b.status,
         "monthly_limit_fen": b.monthly_limit_fen, "per_payment_limit_fen": b.per_payment_limit_fen,
+        "valid_from": b.valid_from.isoformat() if b.valid_from else None,
         "valid_until": b.valid_until.isoformat() if b.valid_until else None, "priority": b.priority,
-        "used_this_month_fen": used.get(b.id, 0), "created_at": local_iso(b.created_at),
+        "in_effect": in_effect,
+        "effect_note": None if in_effect or b.status != "active" else
+        policy.validity_note(b.valid_from, b.valid_until, local_today()),
+        "used_this_month_fen": spent,
+        "remaining_this_month_fen": None if b.monthly_limit_fen is None else max(0, b.monthly_limit_fen - spent),
+        "created_at": local_iso(b.created_at),
         "revoked_at": local_iso(b.revoked_at), "revoked_by": b.revoked_by,
     }
 
@@ -140,11 +155,8 @@ class Applications(MethodView):
 
         def act():  # not run for a replay: that answers what the first request got, and is not counted
             ratelimit.hit("apply", str(person.id), per_account="RATELIMIT_APPLY_PER_PERSON", per_ip=None)
-            materials = []
-            if data["material_ids"]:
-                from api.services.materials import owned_materials
-                materials = owned_materials(person, data["material_ids"])
-            app = applications.submit(person, data, channel=_channel(), materials=materials)
+            proof = materials.owned_materials(person, data["material_ids"]) if data["material_ids"] else []
+            app = applications.submit(person, data, channel=current_channel(), materials=proof)
             return {"id": app.id, "status": app.status, "receipt_no": app.receipt_no}, 202
 
         answer = idempotency.answer(f"person:{person.id}:applications", data, act)
@@ -163,11 +175,6 @@ class Applications(MethodView):
         rows, cursor = paginate(applications.list_for(person), applications.Application, args["limit"],
                                 args["cursor"])
         return {"items": [dump_application(a, person.id) for a in rows], "next_cursor": cursor}
-
-
-def _channel() -> str:
-    from flask import g
-    return g.get("channel") or "web"
 
 
 @blp.route("/bindings/applications/<application_id>")
@@ -210,6 +217,7 @@ def list_bindings():
 class BindingPatch(Schema):
     monthly_limit_fen = Money(allow_none=True)
     per_payment_limit_fen = Money(allow_none=True)
+    valid_from = fields.Date(allow_none=True)
     valid_until = ValidUntil()
     priority = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=99))
 
@@ -269,8 +277,8 @@ def inbox(args):
     person = current_person()
     rows, cursor = paginate(notifications.inbox(person, args["unread"]), notifications.Notification,
                             args["limit"], args["cursor"])
-    unread = db.session.scalar(select(func.count()).select_from(notifications.inbox(person, True).subquery()))
-    return {"items": [dump_notification(n) for n in rows], "next_cursor": cursor, "unread_count": unread}
+    return {"items": [dump_notification(n) for n in rows], "next_cursor": cursor,
+            "unread_count": notifications.unread_count(person)}
 
 
 @blp.route("/notifications/<notification_id>/read", methods=["POST"])

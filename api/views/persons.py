@@ -19,7 +19,7 @@ blp = Blueprint("persons", __name__, url_prefix="/api/v1", description="参保�
 @refusals(blp, PERSON_AUTH)
 def me():
     """本人信息: ID and phone numbers masked; `account` is null for 居民医保."""
-    return current_person()
+    return people.profile(current_person())
 
 
 @blp.route("/me/voucher")
