@@ -109,7 +109,7 @@ def test_submissions_while_redis_is_down_are_reviewed_and_notified_once_it_is_ba
     assert_exactly_once(ids)
     # a second sweep finds nothing left to do, and a second worker changes nothing
     assert jobs.sweep(grace_seconds=0) == {"reviews_requeued": 0, "notifications_requeued": 0, "expired": 0,
-                                          "orphan_materials_deleted": 0}
+                                          "orphan_materials_deleted": 0, "idempotency_keys_forgotten": 0}
     run_worker()
     assert_exactly_once(ids)
 

@@ -87,6 +87,18 @@ def test_an_idempotency_replay_says_it_is_one(client, family):
     assert again.headers["Idempotency-Replayed"] == "true"
 
 
+def test_a_key_is_kept_a_day_then_forgotten_by_the_sweeper(client, family):
+    import datetime as dt
+
+    from api.models import IdempotencyRecord
+    from api.services import idempotency
+    headers = person_headers(family.husband) | {"Idempotency-Key": "tap-1"}
+    client.post(APPLY, json=application_body(family.wife), headers=headers)
+    assert idempotency.forget_old() == 0  # a fresh key stays
+    assert idempotency.forget_old(models.utcnow() + idempotency.KEPT + dt.timedelta(seconds=1)) == 1
+    assert db.session.query(IdempotencyRecord).count() == 0
+
+
 # --- the inbox --------------------------------------------------------------------------------------------------
 
 def test_the_inbox_answers_its_unread_count(client, family):

@@ -8,7 +8,7 @@ from rq.timeouts import BaseTimeoutException
 from api.extensions import db
 from api.masking import mask_text
 from api.notify import DeliveryFailed
-from api.services import materials, notifications, reviews, sweeper
+from api.services import idempotency, materials, notifications, reviews, sweeper
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +62,12 @@ def noop(i=None):
 @_job
 def sweep(grace_seconds: int = 30) -> dict:
     """Reconciles the database with the queues: nothing pending is left without a job; and deletes uploads that
-    no application took within a day."""
+    no application took within a day, and Idempotency-Keys older than a day."""
     grace = dt.timedelta(seconds=grace_seconds)
     return {
         "reviews_requeued": sweeper.requeue_stuck(grace),
         "notifications_requeued": notifications.redeliver_pending(grace),
         "expired": sweeper.expire_overdue(),
         "orphan_materials_deleted": materials.sweep_orphans(),
+        "idempotency_keys_forgotten": idempotency.forget_old(),
     }

@@ -1,15 +1,19 @@
-"""Idempotency-Key handling: a replay with the same key and body returns the first answer; another body is 409."""
+"""Idempotency-Key handling: a replay with the same key and body returns the first answer; another body is 409.
+
+A key is scoped to its caller and endpoint (a person's applications: `person:<id>:applications`) and kept 24 hours.
+Settlements keep theirs on the settlement itself, per institution, for good (api/services/settlements.py)."""
+import datetime as dt
 import hashlib
 import json
 from typing import NamedTuple
 
 from flask import request
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from api.errors import ApiError
 from api.extensions import db
-from api.models import IdempotencyRecord
+from api.models import IdempotencyRecord, utcnow
 from api.services.tx import unit_of_work
 
 
@@ -65,3 +69,14 @@ def answer(scope: str, payload, action) -> Answer:
         if found is None:
             raise
         return _replay(found, request_hash)
+
+
+KEPT = dt.timedelta(hours=24)  # how long a key replays its first answer (Stripe's window); then it is forgotten
+
+
+def forget_old(now: dt.datetime | None = None) -> int:
+    """Deletes the records of keys older than KEPT (the sweeper); a key sent again after that is a new request."""
+    cutoff = (now or utcnow()) - KEPT
+    with unit_of_work():
+        return db.session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff),
+                                  execution_options={"synchronize_session": False}).rowcount
