@@ -8,6 +8,7 @@ from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Date, DateTi
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from api.extensions import db
+from api.timefmt import SHANGHAI
 
 
 def utcnow() -> dt.datetime:
@@ -188,7 +189,6 @@ application_materials = db.Table(
 
 def new_receipt_no() -> str:
     """受理编号 GJ<date><8 hex>: the date the person sees on the receipt, Beijing's (Asia/Shanghai), not UTC's."""
-    from api.timefmt import SHANGHAI
     return "GJ" + utcnow().astimezone(SHANGHAI).strftime("%Y%m%d") + secrets.token_hex(4).upper()
 
 

@@ -24,8 +24,10 @@ from api.errors import ApiError
 from api.masking import mask_id
 from api.messages import message
 from api.services import applications, materials, menu, people
+from api.services.logins import normalize_name
 from bot.catalogue import say
 from bot.dialog import Option, Reply
+from bot.intents import looks_like_question
 from bot.machine import Ctx, Finish, Flow, Goto, Invalid, Said, Stay, Step, opt
 
 ORDER = ("relation", "name", "id_number", "proof", "limit")
@@ -106,7 +108,6 @@ def ask_name(ctx: Ctx) -> Reply:
 
 
 def take_name(ctx: Ctx, said: Said) -> Invalid | Goto:
-    from api.services.logins import normalize_name
     name = normalize_name(said.raw)
     if said.value or not _NAME.match(name) or _looks_like_question(said.raw):
         return Invalid(say("NAME_INVALID"))
@@ -115,7 +116,6 @@ def take_name(ctx: Ctx, said: Said) -> Invalid | Goto:
 
 
 def _looks_like_question(raw: str) -> bool:
-    from bot.intents import looks_like_question
     return looks_like_question(raw)
 
 

@@ -1,9 +1,13 @@
-"""`flask --app api registry …`: load the registry files of SPEC.md "Registry data contract"."""
+"""`flask --app api registry …`: load the registry files (docs/registry.md)."""
 import sys
 from pathlib import Path
 
 import click
 from flask.cli import AppGroup
+from sqlalchemy.exc import OperationalError
+
+from api.errors import database_unavailable
+from api.services.registry import import_directory
 
 cli = AppGroup("registry", help="registry commands")
 
@@ -13,8 +17,6 @@ MAX_ERRORS_SHOWN = 200  # per file; a broken export of 100,000 rows should not b
 @cli.command("import", help="导入 DIR 中的 policies/*.toml、persons.csv、institutions.csv、kinship.csv（可重复导入）")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def import_cmd(directory: Path) -> None:
-    from api.services.registry import import_directory
-
     tty = sys.stderr.isatty()
 
     def progress(name: str, stage: str, done: int, total: int) -> None:
@@ -24,9 +26,6 @@ def import_cmd(directory: Path) -> None:
         else:
             click.echo(line, err=True)
 
-    from sqlalchemy.exc import OperationalError
-
-    from api.errors import database_unavailable
     try:
         reports = import_directory(directory, progress)
     except OperationalError as exc:

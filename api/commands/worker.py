@@ -5,7 +5,12 @@ import time
 import click
 from flask.cli import with_appcontext
 
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+
 from api.extensions import db, redis_client
+from workers.jobs import sweep
+from workers.queues import QUEUES, queue
 
 
 def build_worker(queues, name=None):
@@ -15,10 +20,6 @@ def build_worker(queues, name=None):
     horse per job cost several times the job itself (see `make bench-review`). A worker that dies mid-job is
     recovered by the review lease and the sweeper (`flask --app api clock`), not by RQ.
     """
-    from rq import SimpleWorker
-    from rq.serializers import JSONSerializer
-
-    from workers.queues import queue
     return SimpleWorker([queue(q) for q in queues], connection=redis_client(), serializer=JSONSerializer,
                         name=name, maintenance_interval=60)
 
@@ -30,7 +31,6 @@ def build_worker(queues, name=None):
 @click.option("--name", default=None)
 @with_appcontext
 def worker_cmd(queues, with_scheduler, burst, name):
-    from workers.queues import QUEUES
     db.engine.dispose()
     w = build_worker(queues or QUEUES, name=name)
     w.work(with_scheduler=with_scheduler, burst=burst, logging_level="WARNING")
@@ -41,7 +41,6 @@ def worker_cmd(queues, with_scheduler, burst, name):
 @click.option("--once", is_flag=True)
 @with_appcontext
 def clock_cmd(interval, once):
-    from workers.jobs import sweep
     log = logging.getLogger("clock")
     while True:
         try:

@@ -2,6 +2,7 @@
 
 from api import ratelimit
 from api.auth import issue_token
+from api.extensions import smorest
 from api.schemas import JSON_BODY, Blueprint, LoginIn, LoginOut, StaffLoginIn, StaffLoginOut, refusals
 from api.services import logins, people
 from api.timefmt import local_iso
@@ -12,7 +13,6 @@ blp = Blueprint("auth", __name__, url_prefix="/api/v1", description="登录（�
 @blp.record_once
 def _document_bearer(_state) -> None:
     """Declares the bearer scheme that person and staff endpoints name in their `security`; drops what is not ours."""
-    from api.extensions import smorest
     components = smorest.spec.components
     if "bearerAuth" not in components.security_schemes:
         components.security_scheme("bearerAuth", {

@@ -7,6 +7,7 @@ from api.auth import current_institution, institution_required
 from api.errors import ApiError
 from api.masking import mask_id, mask_name
 from api.pagination import PageArgs
+from api.extensions import smorest
 from api.schemas import JSON_BODY, QUERY, Blueprint, refusals
 from api.services import settlements, usage
 from api.services.settlements import family_part
@@ -19,7 +20,6 @@ INSTITUTION_KEY = [{"institutionKey": []}]
 
 @blp.record_once
 def _document_key(_state) -> None:
-    from api.extensions import smorest
     components = smorest.spec.components
     if "institutionKey" not in components.security_schemes:
         components.security_scheme("institutionKey", {
