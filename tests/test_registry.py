@@ -13,6 +13,7 @@ from api import ledger
 from api.auth import hash_key
 from api.extensions import db
 from api.models import (Institution, Kinship, LedgerAccount, LedgerTransaction, Person, Posting, RegionPolicy)
+from api.timefmt import local_today
 from tests import factories
 
 DEMO = Path(__file__).resolve().parent.parent / "fixtures" / "demo"
@@ -91,8 +92,13 @@ def test_demo_registry_imports(runner):
     zero = person(demo_number("黄美玲"))
     assert ledger.has_account(zero) and ledger.balance_of(zero) == (0, 0)        # an account of 0 is an account
     assert not ledger.has_account(person(demo_number("王秀英")))                  # residents have none
-    loads = db.session.scalars(select(LedgerTransaction)).all()
-    assert {t.kind for t in loads} == {"registry_load"} and len(loads) == 12     # 13 employees, one at 0
+    kinds = [t.kind for t in db.session.scalars(select(LedgerTransaction))]
+    assert kinds.count("registry_load") == 12                                    # 13 employees, one at 0
+    assert kinds.count("account_credit") == 5 and len(kinds) == 17               # account_credits.csv
+    # 2025-12 is 历年; 2026-01/02 are 当年 in 2026 and 历年 from 2027 on
+    prior_credits = 18000 + (38000 if local_today().year > 2026 else 0)
+    assert ledger.balance_of(person(demo_number("孙强"))) == (420000 + 56000, 420000 + prior_credits)
+    assert "account_credits.csv: 新增 5" in result.output
     assert db.session.scalar(select(LedgerAccount.balance_fen)
                              .where(LedgerAccount.code == ledger.REGISTRY_ACCOUNT)) == \
         -sum(ledger.balance_of(p)[0] for p in db.session.scalars(select(Person)))
@@ -108,6 +114,9 @@ def test_second_import_changes_nothing(runner):
     assert snapshot() == before
     assert "persons.csv: 新增 0，更新 0，未变 24" in result.output
     assert "kinship.csv: 新增 0，更新 0，未变 18" in result.output
+    assert "account_credits.csv: 新增 0，更新 0，未变 5" in result.output
+    # persons.csv holds the balances before the credits: the three credited people are reconciliation lines
+    assert "对账：persons.csv 中 3 人的登记余额与账本不符，未调整" in result.output
 
 
 def test_changed_rows_update_but_a_changed_balance_is_only_reported(runner, tmp_path):
