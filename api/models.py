@@ -114,7 +114,7 @@ class LedgerTransaction(db.Model):
     """记账凭证: one movement of money; its postings sum to zero."""
     __tablename__ = "ledger_transactions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(20))  # registry_load | settlement | refund | transfer
+    kind: Mapped[str] = mapped_column(String(20))  # registry_load | account_credit | settlement | refund | transfer
     reference: Mapped[str | None] = mapped_column(String(64), unique=True)  # makes a movement happen once
     memo: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -13,6 +13,7 @@ from api import ledger
 from api.auth import hash_key
 from api.extensions import db
 from api.models import (Institution, Kinship, LedgerAccount, LedgerTransaction, Person, Posting, RegionPolicy)
+from api.timefmt import local_today
 from tests import factories
 
 DEMO = Path(__file__).resolve().parent.parent / "fixtures" / "demo"
@@ -91,8 +92,13 @@ def test_demo_registry_imports(runner):
     zero = person(demo_number("黄美玲"))
     assert ledger.has_account(zero) and ledger.balance_of(zero) == (0, 0)        # an account of 0 is an account
     assert not ledger.has_account(person(demo_number("王秀英")))                  # residents have none
-    loads = db.session.scalars(select(LedgerTransaction)).all()
-    assert {t.kind for t in loads} == {"registry_load"} and len(loads) == 12     # 13 employees, one at 0
+    kinds = [t.kind for t in db.session.scalars(select(LedgerTransaction))]
+    assert kinds.count("registry_load") == 12                                    # 13 employees, one at 0
+    assert kinds.count("account_credit") == 5 and len(kinds) == 17               # account_credits.csv
+    # 2025-12 is 历年; 2026-01/02 are 当年 in 2026 and 历年 from 2027 on
+    prior_credits = 18000 + (38000 if local_today().year > 2026 else 0)
+    assert ledger.balance_of(person(demo_number("孙强"))) == (420000 + 56000, 420000 + prior_credits)
+    assert "account_credits.csv: 新增 5" in result.output
     assert db.session.scalar(select(LedgerAccount.balance_fen)
                              .where(LedgerAccount.code == ledger.REGISTRY_ACCOUNT)) == \
         -sum(ledger.balance_of(p)[0] for p in db.session.scalars(select(Person)))
@@ -108,15 +114,20 @@ def test_second_import_changes_nothing(runner):
     assert snapshot() == before
     assert "persons.csv: 新增 0，更新 0，未变 24" in result.output
     assert "kinship.csv: 新增 0，更新 0，未变 18" in result.output
+    assert "account_credits.csv: 新增 0，更新 0，未变 5" in result.output
+    # persons.csv holds the balances before the credits: the three credited people are reconciliation lines
+    assert "对账：persons.csv 中 3 人的登记余额与账本不符，未调整" in result.output
 
 
-def test_changed_rows_update_and_the_ledger_moves_the_difference(runner, tmp_path):
+def test_changed_rows_update_but_a_changed_balance_is_only_reported(runner, tmp_path):
+    """After the first load the balance is the ledger's: a changed balance in the export is a reconciliation line,
+    and the rest of the row (name, status) is applied."""
     registry = demo_copy(tmp_path)
     assert run_import(runner, registry).exit_code == 0
     number = demo_number("李建国")
     old = person(number)
     created, updated_at = old.created_at, old.updated_at
-    txn_count = db.session.scalar(select(func.count()).select_from(LedgerTransaction))
+    before = snapshot()
 
     rows = list(csv.reader(open(registry / "persons.csv", encoding="utf-8")))
     for row in rows:
@@ -126,27 +137,17 @@ def test_changed_rows_update_and_the_ledger_moves_the_difference(runner, tmp_pat
     result = run_import(runner, registry)
     assert result.exit_code == 0, result.output
     assert "persons.csv: 新增 0，更新 1，未变 23" in result.output
+    assert ("persons.csv:2: 对账 440106********0035 余额 登记 700000 分 / 账本 680000 分 / 差额 +20000 分；"
+            "其中历年 登记 600000 分 / 账本 680000 分 / 差额 -80000 分") in result.output
+    assert number not in result.output
 
     changed = person(number)
     assert (changed.name, changed.status, changed.created_at) == ("李建国新", "suspended", created)
     assert changed.updated_at > updated_at
-    assert ledger.balance_of(changed) == (700000, 600000)
-    adjust = db.session.scalars(select(LedgerTransaction).where(LedgerTransaction.kind == "registry_adjust")).all()
-    assert len(adjust) == 1
-    assert db.session.scalar(select(func.count()).select_from(LedgerTransaction)) == txn_count + 1
-    moved = {p.account.code: p.amount_fen for p in adjust[0].postings}
-    # before: current 0, prior 680000; after: current 100000, prior 600000
-    assert moved == {f"person:{changed.id}:current": 100000, f"person:{changed.id}:prior": -80000,
-                     ledger.REGISTRY_ACCOUNT: -20000}
-    assert ledger.check() == []
-
-    # and back down again: only the difference moves
-    for row in rows:
-        if row[0] == number:
-            row[7], row[8] = "50000", ""
-    write_csv(registry / "persons.csv", rows[0], rows[1:])
-    assert run_import(runner, registry).exit_code == 0
-    assert ledger.balance_of(person(number)) == (50000, 50000)
+    assert ledger.balance_of(changed) == (680000, 680000)            # not applied
+    after = snapshot()
+    assert (after["transactions"], after["postings"], after["accounts"]) == \
+        (before["transactions"], before["postings"], before["accounts"])
     assert ledger.check() == []
 
 
@@ -159,12 +160,16 @@ def test_reimport_after_spending_keeps_the_spending(runner):
     ledger.post("settlement", [ledger.Entry(prior.id, -30000), ledger.Entry(shop.id, 30000)])
     db.session.commit()
     before = snapshot()
-    assert run_import(runner, DEMO).exit_code == 0
+    result = run_import(runner, DEMO)
+    assert result.exit_code == 0, result.output
     assert snapshot() == before
     assert ledger.balance_of(person(authorizer.id_number)) == (650000, 650000)
+    assert "对账 440106********0035 余额 登记 680000 分 / 账本 650000 分 / 差额 +30000 分" in result.output
 
 
-def test_a_reduction_below_what_was_spent_is_refused(runner, tmp_path):
+def test_a_reduction_below_what_was_spent_is_reported_not_refused(runner, tmp_path):
+    """Before issue 8 such a file was refused; now no registry balance is applied after the first load, so the
+    file loads (its other changes apply) and the person is a reconciliation line."""
     registry = registry_with_policies(tmp_path)
     row = person_row(balance="10000")
     write_csv(registry / "persons.csv", PERSON_HEADER, [row])
@@ -174,12 +179,13 @@ def test_a_reduction_below_what_was_spent_is_refused(runner, tmp_path):
     shop = ledger.system_account("test:institution", kind="institution")
     ledger.post("settlement", [ledger.Entry(prior.id, -8000), ledger.Entry(shop.id, 8000)])
     db.session.commit()
-    row[7] = "1000"  # the registry now says 10 元, but 80 元 are already spent of 100 元
+    row[7], row[6] = "1000", "13900000002"  # the registry now says 10 元, but 80 元 are already spent of 100 元
     write_csv(registry / "persons.csv", PERSON_HEADER, [row])
     result = run_import(runner, registry)
-    assert result.exit_code != 0
-    assert "persons.csv:2:" in result.output
+    assert result.exit_code == 0, result.output
+    assert "persons.csv:2: 对账" in result.output and "差额 -1000 分" in result.output
     assert ledger.balance_of(person(row[0])) == (2000, 2000)
+    assert person(row[0]).phone == "13900000002"
     assert ledger.check() == []
 
 

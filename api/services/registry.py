@@ -1,27 +1,34 @@
-"""Registry import (F1): region policies, insured persons with their accounts, institutions and kinship from a DIR.
+"""Registry import (F1): region policies, insured persons with their accounts, institutions, kinship and the
+monthly 个人账户划入 (account credits) from a DIR.
 
 The contract is SPEC.md "Registry data contract". Each file is validated whole before anything of it is written,
 and written in one database transaction, so a file with a bad row leaves no trace while the other files may load.
 Rows are compared with what the database holds: new rows are inserted, changed rows updated, equal rows left alone,
 and rows absent from a file are kept (an export is not a deletion list).
 
-Balances move only through the ledger. The registry's word on an account is the sum of that account's
-`registry_load` / `registry_adjust` postings; an import posts the difference between the file and that sum, so
-re-importing an old export after settlements changes nothing, and a changed export moves exactly its change.
+Balances move only through the ledger, and the registry sets a balance only once: the first load of a person
+(he has no ledger accounts yet) creates his two accounts and posts his balance as a `registry_load` transaction
+(reference `registry_load:<person id>`, so it happens once). After that his balance changes only through ledger
+transactions — settlements, refunds and the credits of `account_credits.csv` (kind `account_credit`, reference
+`credit:<reference>`, each applied once). A later `account_balance_fen` / `account_prior_year_fen` that differs
+from the ledger is never applied: it becomes a reconciliation line (masked ID number, registry figure, ledger
+figure, difference) that the CLI prints and the import keeps in `<instance>/reconciliation/` (see
+`write_reconciliation`), and the rest of the row (status, region, card, phone …) is applied as usual.
 Large files are written with Core executemany in chunks and `ledger.post_many`, never one ORM object per row.
 
 Two imports at once take turns, file by file: each file's transaction first takes the import lock (a
 PostgreSQL advisory transaction lock; on SQLite the writers' lock, `extensions.writing`) and only then reads
-what the registry has posted, so the second sees the first's postings and finds nothing left to move. The
-ledger reference of a balance change names the person and the registry state it changes
-(`registry_adjust:<person id>:<registry postings so far>`), so even an import that skipped the lock could not
-post the same change twice: the second insert of that reference fails and its file is rejected whole.
+the accounts and the credits already applied, so the second sees the first's postings and finds nothing left to
+do. Even an import that skipped the lock could not post a first load or a credit twice: the ledger references
+are unique, the second insert fails and its file is rejected whole.
 """
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import hashlib
 import io
+import os
 import re
 import tomllib
 from collections.abc import Callable
@@ -29,14 +36,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from api import idnumber, ledger, settings
 from api.auth import hash_key
+from api.masking import mask_id
 from api.extensions import LOCK_WAIT_SECONDS, db, writing
-from api.models import Institution, Kinship, LedgerAccount, LedgerTransaction, Person, Posting, RegionPolicy, utcnow
+from api.models import Institution, Kinship, LedgerAccount, LedgerTransaction, Person, RegionPolicy, utcnow
 from api.policy import INVERSE, RELATIONS, PolicyError, load_policy_file
+from api.timefmt import local_today
 
 PERSON_COLUMNS = ("id_number", "name", "insurance_type", "status", "region_code", "card_number", "phone",
                   "account_balance_fen")
@@ -45,7 +54,9 @@ KINSHIP_COLUMNS = ("id_number_a", "id_number_b", "relation")
 INSTITUTION_COLUMNS = ("code", "name", "region_code", "designated", "api_key")
 INSURANCE_TYPES = {"employee": "职工", "resident": "居民"}
 STATUSES = {"normal": "正常参保", "suspended": "暂停参保", "terminated": "终止参保"}
-REGISTRY_KINDS = ("registry_load", "registry_adjust")
+CREDIT_COLUMNS = ("id_number", "credited_on", "amount_fen", "reference")
+CREDIT_KIND = "account_credit"   # ledger transaction kind of a 个人账户划入
+CREDIT_PREFIX = "credit:"        # its ledger reference: credit:<reference of account_credits.csv>
 MAX_FEN = 10 ** 12  # 100 亿元: anything above is a broken export, not a balance
 CHUNK = 5000
 
@@ -54,12 +65,39 @@ _PHONE_RE = re.compile(r"1[0-9]{10}")
 _FEN_RE = re.compile(r"[0-9]+")
 _CARD_RE = re.compile(r"[0-9A-Za-z]{1,32}")
 _CODE_RE = re.compile(r"[0-9A-Za-z_-]{1,32}")
+_REFERENCE_RE = re.compile(r"[0-9A-Za-z_.:/-]{1,57}")  # 64 (ledger reference) − len("credit:")
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 Progress = Callable[[str, str, int, int], None]  # (file, stage, done, total)
 
 
 class RowError(ValueError):
     """A bad row: the reason is shown to the operator as `file:line: reason`."""
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """A person whose registry balance differs from his ledger balance: reported, never applied."""
+    file: str
+    line: int
+    id_number: str
+    registry_fen: int
+    ledger_fen: int
+    registry_prior_fen: int
+    ledger_prior_fen: int
+
+    @property
+    def masked_id(self) -> str:
+        return mask_id(self.id_number)
+
+    def text(self) -> str:
+        """`file:line: 对账 …` for the operator; differences are registry − ledger, in 分."""
+        out = (f"{self.file}:{self.line}: 对账 {self.masked_id} 余额 登记 {self.registry_fen} 分 / "
+               f"账本 {self.ledger_fen} 分 / 差额 {self.registry_fen - self.ledger_fen:+d} 分")
+        if self.registry_prior_fen != self.ledger_prior_fen:
+            out += (f"；其中历年 登记 {self.registry_prior_fen} 分 / 账本 {self.ledger_prior_fen} 分 / "
+                    f"差额 {self.registry_prior_fen - self.ledger_prior_fen:+d} 分")
+        return out + "（未调整，余额只随账本交易变化）"
 
 
 @dataclass
@@ -71,6 +109,8 @@ class FileReport:
     unchanged: int = 0
     problems: list[tuple[str, int, str]] = field(default_factory=list)  # (file, line or 0, reason)
     loaded_files: list[str] = field(default_factory=list)  # policies only: the files that loaded
+    reconciliation: list[Reconciliation] = field(default_factory=list)  # persons only: figures not applied
+    reconciliation_file: Path | None = None                 # where they were kept (after the commit)
 
     @property
     def ok(self) -> bool:
@@ -87,11 +127,13 @@ class FileReport:
 
 
 def import_directory(directory: Path, progress: Progress | None = None) -> list[FileReport]:
-    """Loads every registry file `directory` holds, in the order policies, persons, institutions, kinship."""
+    """Loads every registry file `directory` holds, in the order policies, persons, institutions, kinship,
+    account credits (after persons: a person loaded for the first time has his accounts before his credits)."""
     progress = progress or (lambda *_: None)
     reports = []
     steps = (("policies", _import_policies), ("persons.csv", _import_persons),
-             ("institutions.csv", _import_institutions), ("kinship.csv", _import_kinship))
+             ("institutions.csv", _import_institutions), ("kinship.csv", _import_kinship),
+             ("account_credits.csv", _import_credits))
     for name, step in steps:
         path = directory / name
         if not path.exists():
@@ -102,13 +144,12 @@ def import_directory(directory: Path, progress: Progress | None = None) -> list[
                 _take_import_lock()
                 step(path, report, progress)
                 if report.ok:
+                    target = _record_reconciliation(report)
                     db.session.commit()
+                    if target is not None:
+                        write_reconciliation(report, target)
                 else:
                     db.session.rollback()
-        except ledger.InsufficientFunds as exc:
-            # A settlement spent from the account between the check and the write (PostgreSQL): nothing written.
-            db.session.rollback()
-            report.error(None, f"账户 {exc.account_code} 在导入过程中发生支出，余额不足以调整；本文件未写入，请重新导入")
         except IntegrityError:
             db.session.rollback()
             report.error(None, "与同时进行的另一次导入或操作冲突；本文件未写入，请重新导入")
@@ -117,6 +158,35 @@ def import_directory(directory: Path, progress: Progress | None = None) -> list[
             raise
         reports.append(report)
     return reports
+
+
+def _record_reconciliation(report: FileReport) -> Path | None:
+    """Inside the file's transaction: an audit event naming the reconciliation file (written after the commit)."""
+    if not report.reconciliation:
+        return None
+    from api.services import audit
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    target = Path(current_app.instance_path) / "reconciliation" / f"persons-{stamp}-{os.getpid()}.csv"
+    audit.record("registry-import", "registry.reconciliation", target=report.name,
+                 detail={"persons": len(report.reconciliation), "file": str(target)})
+    return target
+
+
+RECONCILIATION_HEADER = ("file", "line", "id_number_masked", "registry_balance_fen", "ledger_balance_fen",
+                         "difference_fen", "registry_prior_year_fen", "ledger_prior_year_fen",
+                         "prior_year_difference_fen")
+
+
+def write_reconciliation(report: FileReport, target: Path) -> None:
+    """Keeps the reconciliation lines of one import as CSV (ID numbers masked; differences registry − ledger)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(RECONCILIATION_HEADER)
+        for r in report.reconciliation:
+            out.writerow([r.file, r.line, r.masked_id, r.registry_fen, r.ledger_fen, r.registry_fen - r.ledger_fen,
+                          r.registry_prior_fen, r.ledger_prior_fen, r.registry_prior_fen - r.ledger_prior_fen])
+    report.reconciliation_file = target
 
 
 # A fixed 64-bit key of our own for pg_advisory_xact_lock ("gongji registry import").
@@ -337,20 +407,12 @@ def _import_persons(path: Path, report: FileReport, progress: Progress) -> None:
 
     _check_cards(parsed, existing, report)
 
-    # Accounts and what the registry has put into them so far, for the people the file names.
+    # The personal accounts of the people the file names: after his first load a person's balance is the ledger's.
     accounts: dict[int, dict[str, tuple[int, int]]] = {}  # person id -> kind -> (account id, balance)
     for account_id, person_id, kind, balance in db.session.execute(
             select(LedgerAccount.id, LedgerAccount.person_id, LedgerAccount.kind, LedgerAccount.balance_fen)
             .where(LedgerAccount.person_id.is_not(None), LedgerAccount.kind.in_(ledger.PERSONAL_KINDS))):
         accounts.setdefault(person_id, {})[kind] = (account_id, balance)
-    registry_sums: dict[int, int] = {}    # account id -> what the registry has put in
-    registry_counts: dict[int, int] = {}  # account id -> how many registry postings did it
-    for account_id, total, count in db.session.execute(
-            select(Posting.account_id, func.sum(Posting.amount_fen), func.count(Posting.id))
-            .join(LedgerTransaction, LedgerTransaction.id == Posting.transaction_id)
-            .where(LedgerTransaction.kind.in_(REGISTRY_KINDS))
-            .group_by(Posting.account_id)):
-        registry_sums[account_id], registry_counts[account_id] = int(total or 0), int(count)
 
     plans = []
     for person in parsed:
@@ -358,22 +420,21 @@ def _import_persons(path: Path, report: FileReport, progress: Progress) -> None:
         plan = _Plan(person, old.id if old else None, old is None,
                      old is not None and tuple(old)[2:] != person.fields())
         held = accounts.get(plan.person_id, {}) if old else {}
-        if person.insurance_type == "employee" or held:
-            # Residents have no account; one who was an employee keeps his (emptied) accounts.
-            target = {"personal_current": (person.balance_fen or 0) - (person.prior_year_fen or 0),
-                      "personal_prior": person.prior_year_fen or 0}
-            overdrawn = False
-            for kind in ledger.PERSONAL_KINDS:
-                account_id, balance = held.get(kind, (None, 0))
-                if account_id is not None:
-                    plan.accounts[kind] = account_id
-                if account_id in registry_sums:
-                    plan.first_load = False
-                    plan.registry_postings += registry_counts[account_id]
-                plan.deltas[kind] = target[kind] - int(registry_sums.get(account_id, 0) or 0)
-                overdrawn = overdrawn or balance + plan.deltas[kind] < 0
-            if overdrawn:
-                report.error(person.line, "按新余额调整后个人账户将为负数（上次导入后已有支出），请核对余额")
+        if held:
+            # Not his first load: the file's figures are compared, never applied. (A resident's empty balance
+            # says nothing about the accounts he kept from his employee years: no line for him.)
+            if person.balance_fen is not None:
+                ledger_prior = held.get("personal_prior", (None, 0))[1]
+                ledger_total = held.get("personal_current", (None, 0))[1] + ledger_prior
+                if (person.balance_fen, person.prior_year_fen) != (ledger_total, ledger_prior):
+                    report.reconciliation.append(Reconciliation(
+                        report.name, person.line, person.id_number, person.balance_fen, ledger_total,
+                        person.prior_year_fen, ledger_prior))
+        elif person.insurance_type == "employee":
+            # First load: both accounts are created (an account of 0 is still an account: R1 says "balance zero")
+            # and the balance posted once, as registry_load.
+            plan.deltas = {"personal_current": person.balance_fen - person.prior_year_fen,
+                           "personal_prior": person.prior_year_fen}
         plans.append(plan)
     if not report.ok:
         return
@@ -387,23 +448,15 @@ class _Plan:
     person_id: int | None
     is_new: bool
     changed: bool                                          # a registry field differs from the database
-    deltas: dict[str, int] = field(default_factory=dict)   # account kind -> change in 分 (employees only)
-    first_load: bool = True                                # no registry posting yet: registry_load, else adjust
+    deltas: dict[str, int] = field(default_factory=dict)   # first load only: account kind -> balance in 分
     accounts: dict[str, int] = field(default_factory=dict)  # account kind -> ledger account id
-    registry_postings: int = 0                             # on his accounts so far: the state a change changes
 
     def reference(self) -> str:
-        """The ledger reference of this row's balance change: a first load happens once per person; an
-        adjustment once per registry state of the person (the count of registry postings grows with each
-        change, so a balance going A→B→A→B is four changes, while two imports of one export, or of two
-        exports, from the same state post one change, never two). Not the content: two different exports
-        racing from one state must not both apply their difference."""
-        if self.first_load:
-            return f"registry_load:{self.person_id}"
-        return f"registry_adjust:{self.person_id}:{self.registry_postings}"
+        """The ledger reference of the first load: once per person, whatever imports race."""
+        return f"registry_load:{self.person_id}"
 
     def content_digest(self) -> str:
-        """sha256 of the row's balance fields, for the memo: which export content made the change."""
+        """sha256 of the row's balance fields, for the memo: which export content made the load."""
         row = self.row
         return hashlib.sha256(f"{row.id_number}|{row.balance_fen}|{row.prior_year_fen}".encode()).hexdigest()
 
@@ -451,7 +504,7 @@ def _write_persons(plans: list[_Plan], report: FileReport, progress: Progress) -
         if changed:
             db.session.execute(person_update, changed, execution_options={"synchronize_session": False})
 
-        # Every employee gets his two accounts (an account of 0 is still an account: R1 says "balance zero").
+        # A first load creates both accounts.
         missing = [{"code": f"person:{p.person_id}:{kind.split('_')[1]}", "kind": kind, "person_id": p.person_id,
                     "balance_fen": 0, "plan": p}
                    for p in chunk if p.deltas for kind in ledger.PERSONAL_KINDS if kind not in p.accounts]
@@ -469,16 +522,15 @@ def _write_persons(plans: list[_Plan], report: FileReport, progress: Progress) -
             if entries:
                 entries.append(ledger.Entry(funding, -sum(e.amount_fen for e in entries)))
                 # the reference is unique: see _Plan.reference
-                kind = "registry_load" if plan.first_load else "registry_adjust"
                 movements.append(ledger.Movement(
-                    kind, entries, plan.reference(),
+                    "registry_load", entries, plan.reference(),
                     memo=f"registry import persons.csv:{plan.row.line} sha256:{plan.content_digest()[:16]}"))
         ledger.post_many(movements)
 
         for plan in chunk:
             if plan.is_new:
                 report.inserted += 1
-            elif plan.changed or any(plan.deltas.values()):
+            elif plan.changed or plan.deltas:
                 report.updated += 1
             else:
                 report.unchanged += 1
@@ -608,3 +660,126 @@ def _import_kinship(path: Path, report: FileReport, progress: Progress) -> None:
         progress(report.name, "写入", min(done * CHUNK, len(inserts)), len(inserts))
     report.inserted, report.updated = len(inserts), len(updates)
 
+
+
+# --- account credits (个人账户划入) ---------------------------------------------------------------------------
+
+@dataclass
+class _Credit:
+    line: int
+    person_id: int
+    account_id: int
+    id_number: str
+    credited_on: dt.date
+    amount_fen: int
+    reference: str
+
+    def digest(self) -> str:
+        """What the credit says (not where in a file): an applied reference is compared by it."""
+        return hashlib.sha256(f"{self.id_number}|{self.credited_on.isoformat()}|{self.amount_fen}"
+                              .encode()).hexdigest()[:32]
+
+    def memo(self) -> str:
+        return f"account_credits.csv {self.credited_on.isoformat()} sha256:{self.digest()}"
+
+
+def _credit_date(value: str, today: dt.date) -> dt.date:
+    if not _DATE_RE.fullmatch(value):
+        raise RowError(f"credited_on 须为 YYYY-MM-DD 日期，实为 {value[:20]!r}")
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        raise RowError(f"credited_on 不是有效日期：{value}") from None
+    if day > today:
+        raise RowError(f"credited_on {value} 晚于今天（{today.isoformat()}，北京时间）")
+    return day
+
+
+def _import_credits(path: Path, report: FileReport, progress: Progress) -> None:
+    """`id_number,credited_on,amount_fen,reference`: each reference credited once, as an `account_credit`
+    ledger transaction `credit:<reference>` from the registry's funding account — to the 历年 account when
+    `credited_on` lies in an earlier year, to the 当年 account when in this year (Asia/Shanghai).
+
+    A reference already applied with the same content is left alone (unchanged); with another content it is an
+    error line, as is a reference repeated inside the file with another content.
+    """
+    rows = _read_csv(path, report, CREDIT_COLUMNS)
+    today = local_today()
+    pt = Person.__table__
+    persons = {number: (pid, kind) for pid, number, kind in db.session.execute(
+        select(pt.c.id, pt.c.id_number, pt.c.insurance_type))}
+    accounts: dict[int, dict[str, int]] = {}
+    for account_id, person_id, kind in db.session.execute(
+            select(LedgerAccount.id, LedgerAccount.person_id, LedgerAccount.kind)
+            .where(LedgerAccount.person_id.is_not(None), LedgerAccount.kind.in_(ledger.PERSONAL_KINDS))):
+        accounts.setdefault(person_id, {})[kind] = account_id
+
+    parsed: list[_Credit] = []
+    seen: dict[str, _Credit] = {}
+    for i, (line, row) in enumerate(rows, 1):
+        if i % 10000 == 0:
+            progress(report.name, "校验", i, len(rows))
+        try:
+            number = _id_number(row["id_number"], "id_number", persons)
+            if number not in persons:
+                raise RowError("id_number 不在参保人员登记中（persons.csv）")
+            person_id, insurance_type = persons[number]
+            held = accounts.get(person_id, {})
+            if len(held) < len(ledger.PERSONAL_KINDS):
+                raise RowError("居民医保参保人没有个人账户，不能划入" if insurance_type == "resident"
+                               else "该参保人尚无个人账户，不能划入")
+            credited_on = _credit_date(row["credited_on"], today)
+            amount_text = row["amount_fen"]
+            if not re.fullmatch(r"[+-]?[0-9]+", amount_text):
+                raise RowError(f"amount_fen 须为以分为单位的正整数（不能有小数点），实为 {amount_text[:20]!r}")
+            amount = int(amount_text)
+            if amount <= 0:
+                raise RowError(f"amount_fen 须大于 0，实为 {amount}")
+            if amount > MAX_FEN:
+                raise RowError("amount_fen 金额过大")
+            reference = row["reference"]
+            if not _REFERENCE_RE.fullmatch(reference):
+                raise RowError("reference 须为 1–57 位字母、数字或 _ . : / -")
+            kind = "personal_prior" if credited_on.year < today.year else "personal_current"
+            credit = _Credit(line, person_id, held[kind], number, credited_on, amount, reference)
+            first = seen.get(reference)
+            if first is not None:
+                if first.digest() != credit.digest():
+                    raise RowError(f"reference {reference} 与第 {first.line} 行相同但内容不同")
+                report.unchanged += 1  # the same credit twice in one file: once
+                continue
+        except RowError as exc:
+            report.error(line, str(exc))
+            continue
+        seen[reference] = credit
+        parsed.append(credit)
+    progress(report.name, "校验", len(rows), len(rows))
+
+    # Credits already in the ledger (under the import lock: a concurrent import's credits are committed or not).
+    applied: dict[str, str | None] = {}
+    references = [CREDIT_PREFIX + c.reference for c in parsed]
+    for start in range(0, len(references), 1000):
+        applied.update(db.session.execute(
+            select(LedgerTransaction.reference, LedgerTransaction.memo)
+            .where(LedgerTransaction.reference.in_(references[start:start + 1000]))).all())
+    new = []
+    for credit in parsed:
+        reference = CREDIT_PREFIX + credit.reference
+        if reference not in applied:
+            new.append(credit)
+        elif (applied[reference] or "").endswith(f"sha256:{credit.digest()}"):
+            report.unchanged += 1
+        else:
+            report.error(credit.line, f"reference {credit.reference} 已于之前的导入中划入，内容不同（不重复划入）")
+    if not report.ok:
+        return
+
+    funding = ledger.system_account(ledger.REGISTRY_ACCOUNT).id
+    done = 0
+    for chunk in _chunks(new):
+        ledger.post_many([ledger.Movement(
+            CREDIT_KIND, [ledger.Entry(c.account_id, c.amount_fen), ledger.Entry(funding, -c.amount_fen)],
+            CREDIT_PREFIX + c.reference, memo=c.memo()) for c in chunk])
+        done += len(chunk)
+        progress(report.name, "写入", done, len(new))
+    report.inserted = len(new)
