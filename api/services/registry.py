@@ -378,6 +378,16 @@ def _import_persons(path: Path, report: FileReport, progress: Progress) -> None:
     if not report.ok:
         return
     _write_persons(plans, report, progress)
+    _after_persons(plans, report, progress)
+
+
+def _after_persons(plans: list, report: FileReport, progress: Progress) -> None:
+    """R14: the bindings and pending applications of people whose registry fields changed, ended or rejected
+    where they no longer qualify, in this file's transaction (api/services/auto_end.py)."""
+    from api.services import auto_end
+    swept = auto_end.sweep(plan.person_id for plan in plans if plan.changed and not plan.is_new)
+    if swept.total_ended or swept.rejected:
+        progress(report.name, "共济关系自动终止", swept.total_ended, swept.total_ended)
 
 
 @dataclass

@@ -112,6 +112,8 @@ def dump_binding(b, viewer_id: int, used: dict) -> dict:
         "valid_until": b.valid_until.isoformat() if b.valid_until else None, "priority": b.priority,
         "used_this_month_fen": used.get(b.id, 0), "created_at": local_iso(b.created_at),
         "revoked_at": local_iso(b.revoked_at), "revoked_by": b.revoked_by,
+        "end_code": b.end_code, "end_reason": message(b.end_code) if b.end_code else None,
+        "ended_at": local_iso(b.ended_at),
     }
 
 
