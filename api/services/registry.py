@@ -87,11 +87,13 @@ class FileReport:
 
 
 def import_directory(directory: Path, progress: Progress | None = None) -> list[FileReport]:
-    """Loads every registry file `directory` holds, in the order policies, persons, institutions, kinship."""
+    """Loads every registry file `directory` holds, in the order policies, persons, institutions, kinship,
+    resident contributions."""
     progress = progress or (lambda *_: None)
     reports = []
     steps = (("policies", _import_policies), ("persons.csv", _import_persons),
-             ("institutions.csv", _import_institutions), ("kinship.csv", _import_kinship))
+             ("institutions.csv", _import_institutions), ("kinship.csv", _import_kinship),
+             ("resident_contributions.csv", _import_contributions))  # R15, optional like every file
     for name, step in steps:
         path = directory / name
         if not path.exists():
@@ -561,6 +563,11 @@ def _import_institutions(path: Path, report: FileReport, progress: Progress) -> 
         db.session.execute(insert(it), inserts)
     report.inserted, report.updated = len(inserts), len(updates)
     progress(report.name, "写入", len(rows), len(rows))
+
+
+def _import_contributions(path: Path, report: FileReport, progress: Progress) -> None:
+    from api.services.contributions import import_file
+    import_file(path, report, progress)
 
 
 # --- kinship ------------------------------------------------------------------------------------------------
