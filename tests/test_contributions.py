@@ -217,3 +217,21 @@ def test_a_payment_made_here_survives_an_older_export(client, family, tmp_path):
     assert report.ok and report.unchanged == 1
     db.session.rollback()
     assert db.session.scalar(select(ResidentContribution.status)) == "paid"
+
+
+def test_the_demo_registry_offers_a_contribution_to_pay(clean_app, client):
+    """fixtures/demo: 李建国 pays his wife 王秀英's 2027 contribution; his mother 陈桂兰's is paid already."""
+    from pathlib import Path
+    reports = import_directory(Path(__file__).resolve().parent.parent / "fixtures" / "demo")
+    assert all(r.ok for r in reports), [r.errors for r in reports]
+    db.session.rollback()
+    number = {p.name: p for p in db.session.scalars(select(Person))}
+    husband = number["李建国"]
+    for name, relation in (("王秀英", "spouse"), ("陈桂兰", "parent")):
+        db.session.add(Binding(authorizer_id=husband.id, beneficiary_id=number[name].id, relation=relation))
+    db.session.commit()
+    ids = dict(db.session.execute(select(Binding.beneficiary_id, Binding.id)).all())
+    r = pay(client, husband, ids[number["王秀英"].id])
+    assert r.status_code == 201 and r.json["amount_fen"] == 40000, r.json
+    assert code(pay(client, husband, ids[number["陈桂兰"].id])) == (409, "ALREADY_PAID")
+    assert balance(husband) == 680000 - 40000
