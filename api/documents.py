@@ -87,3 +87,25 @@ def usage_statement(person, records, totals: dict, period_label: str, printed_at
     story += [Spacer(1, 6 * mm), Paragraph("说明：身份证号、姓名已作脱敏处理。家庭共济资金只能用于共济人员本人在定点医药机构"
                                            "发生的政策范围内个人负担的医疗费用。", s["small"])]
     return render(story)
+
+
+def contribution_certificate(payment, printed_at: str) -> bytes:
+    """居民医保缴费证明 of a 代缴 (R15): year, amount, both persons masked, the date paid."""
+    s = styles()
+    paid_at = payment.created_at.astimezone(SHANGHAI)
+    rows = [["项目", "内容"],
+            ["缴费年度", f"{payment.year} 年度"],
+            ["险种", "城乡居民基本医疗保险（个人缴费）"],
+            ["参保人（被代缴人）", f"{mask_name(payment.beneficiary.name)}　{mask_id(payment.beneficiary.id_number)}"],
+            ["代缴人（授权人）", f"{mask_name(payment.payer.name)}　{mask_id(payment.payer.id_number)}"],
+            ["亲属关系", f"参保人是代缴人的{policy.RELATIONS[payment.binding.relation]}"],
+            ["缴费金额（元）", policy.money(payment.amount_fen)],
+            ["支付方式", "职工医保个人账户家庭共济代缴"],
+            ["缴费日期", paid_at.strftime("%Y-%m-%d %H:%M")],
+            ["凭证编号", payment.id]]
+    story = [Paragraph("城乡居民基本医疗保险缴费证明", s["title"]), Spacer(1, 6 * mm),
+             table(rows, [50 * mm, 110 * mm]), Spacer(1, 6 * mm),
+             Paragraph(f"打印时间：{printed_at}", s["body"]), Spacer(1, 4 * mm),
+             Paragraph("说明：身份证号、姓名已作脱敏处理。本年度居民医保个人缴费已通过家庭共济代缴，请勿通过其他渠道重复缴费。",
+                       s["small"])]
+    return render(story)

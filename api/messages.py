@@ -100,6 +100,18 @@ MESSAGES: dict[str, str] = {
     "BINDING_NOT_ACTIVE": "该共济关系已解除",
     "REVIEW_EXPIRED": "人工审核超过规定期限未完成，申请已过期，请重新申请",
     "WITHDRAWN_BY_APPLICANT": "申请人已撤回申请",
+    # R14 automatic end (a registry change; the notices say how to bind again)
+    "AUTHORIZER_INSURANCE_CHANGED": "授权人的参保情况已变化（暂停或终止参保，或不再参加职工医保），不再符合家庭共济条件",
+    "BENEFICIARY_INSURANCE_CHANGED": "共济人员的参保情况已变化（暂停或终止参保），不再符合家庭共济条件",
+    "OUT_OF_AREA": "共济人员的参保地已不在授权人所在地区家庭共济政策允许的范围内",
+    # R15 居民医保 代缴
+    "CONTRIBUTIONS_NOT_OFFERED": "授权人所在地区暂未开通用个人账户为家人缴纳居民医保（代缴）",
+    "BENEFICIARY_NOT_RESIDENT": "只能为参加居民医保的家人代缴居民医保个人缴费",
+    "NOTHING_DUE": "未查到该家人这一年度应缴的居民医保费用",
+    "ALREADY_PAID": "该家人这一年度的居民医保已经缴纳，请勿重复缴费",
+    "BALANCE_SHORT": "您的个人账户可共济余额不足以缴纳全部费用，本次未扣款（不能部分缴纳）",
+    "COMMITMENT_REQUIRED": "请先阅读并确认代缴承诺书",
+    "NOT_AUTHORIZER": "只有授权人可以用本人个人账户为家人代缴",
 }
 
 

@@ -257,7 +257,7 @@ class Binding(db.Model):
     authorizer_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
     beneficiary_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
     relation: Mapped[str] = mapped_column(String(24))
-    status: Mapped[str] = mapped_column(String(10), default="active")  # active | revoked
+    status: Mapped[str] = mapped_column(String(10), default="active")  # active | revoked | ended (R14)
     monthly_limit_fen: Mapped[int | None] = mapped_column(BigInteger)
     per_payment_limit_fen: Mapped[int | None] = mapped_column(BigInteger)
     valid_from: Mapped[dt.date | None] = mapped_column(Date)
@@ -268,6 +268,9 @@ class Binding(db.Model):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_by: Mapped[str | None] = mapped_column(String(40))
     revoke_reason: Mapped[str | None] = mapped_column(String(200))
+    # R14: ended by a registry change — AUTHORIZER_INSURANCE_CHANGED | BENEFICIARY_INSURANCE_CHANGED | OUT_OF_AREA
+    end_code: Mapped[str | None] = mapped_column(String(40))
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     authorizer: Mapped[Person] = relationship(foreign_keys=[authorizer_id])
     beneficiary: Mapped[Person] = relationship(foreign_keys=[beneficiary_id])
@@ -403,3 +406,44 @@ class IdempotencyRecord(db.Model):
     status_code: Mapped[int] = mapped_column(Integer)
     body: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# --- R15: 居民医保 代缴 -----------------------------------------------------------------------------------------
+
+class ResidentContribution(db.Model):
+    """居民医保个人缴费: what a resident owes for a year, from the registry (resident_contributions.csv), and
+    whether it is paid — through the registry's other channels or through 代缴 here."""
+    __tablename__ = "resident_contributions"
+    __table_args__ = (UniqueConstraint("person_id", "year"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"))
+    year: Mapped[int] = mapped_column(Integer)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(8))  # due | paid
+    paid_by: Mapped[str | None] = mapped_column(String(10))  # registry | family (代缴 here)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    person: Mapped[Person] = relationship()
+
+
+class ContributionPayment(db.Model):
+    """代缴记录: an authorizer paid a relative's contribution from his account; one per contribution, ever."""
+    __tablename__ = "contribution_payments"
+    __table_args__ = (
+        Index("ix_contribution_payments_payer", "payer_id", "created_at", "id"),
+        Index("ix_contribution_payments_beneficiary", "beneficiary_id", "created_at", "id"),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    contribution_id: Mapped[int] = mapped_column(ForeignKey("resident_contributions.id"), unique=True)
+    binding_id: Mapped[str] = mapped_column(ForeignKey("bindings.id"))
+    payer_id: Mapped[int] = mapped_column(ForeignKey("persons.id"))
+    beneficiary_id: Mapped[int] = mapped_column(ForeignKey("persons.id"))
+    year: Mapped[int] = mapped_column(Integer)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    binding: Mapped[Binding] = relationship()
+    payer: Mapped[Person] = relationship(foreign_keys=[payer_id])
+    beneficiary: Mapped[Person] = relationship(foreign_keys=[beneficiary_id])

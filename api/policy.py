@@ -59,6 +59,9 @@ class Policy:
     required_materials: tuple[str, ...] = ("id_card", "insurance_card")
     manual_review_days: int = DEFAULT_MANUAL_REVIEW_DAYS
     multi_authorizer_settlement: bool = True  # may one settlement draw on several authorizers?
+    # --- R14 automatic end and R15 居民医保 代缴 (see the block "R14–R15" below) ---
+    end_on_pause: bool = True               # does a paused (暂停) authorizer end his bindings? 西安: false
+    contributions: bool = False             # may the authorizer pay a relative's 居民医保 contribution (代缴)?
 
     @classmethod
     def from_dict(cls, data: dict) -> "Policy":
@@ -79,6 +82,7 @@ class Policy:
                                             "required_materials"),
                 manual_review_days=data.get("manual_review_days", DEFAULT_MANUAL_REVIEW_DAYS),
                 multi_authorizer_settlement=data.get("multi_authorizer_settlement", True),
+                end_on_pause=data.get("end_on_pause", True), contributions=data.get("contributions", False),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PolicyError(f"missing or bad field: {exc}") from None
@@ -104,7 +108,7 @@ class Policy:
             value = getattr(self, name)
             if value is not None and (not _is_int(value) or value < 1):
                 problems.append(f"{name} must be absent or an integer >= 1")
-        for name in ("one_father_one_mother", "multi_authorizer_settlement"):
+        for name in ("one_father_one_mother", "multi_authorizer_settlement", "end_on_pause", "contributions"):
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"{name} must be true or false")
         if not self.proof or not self.proof <= {"registry", "materials", "commitment"}:
@@ -130,6 +134,7 @@ class Policy:
             "required_materials": [{"value": k, "label": MATERIAL_KINDS[k]} for k in self.required_materials],
             "proof": sorted(self.proof), "review_mode": self.review, "manual_review_days": self.manual_review_days,
             "multi_authorizer_settlement": self.multi_authorizer_settlement,
+            "end_on_pause": self.end_on_pause, "contributions": self.contributions,
         }
 
 
@@ -378,6 +383,7 @@ class FamilySource:
     per_payment_limit_fen: int | None = None
     valid_until: dt.date | None = None
     valid_from: dt.date | None = None
+    beneficiary: PersonFacts | None = None  # R14: the patient, so that a changed beneficiary stops the binding too
 
 
 def in_effect(valid_from: dt.date | None, valid_until: dt.date | None, today: dt.date) -> bool:
@@ -420,8 +426,13 @@ def eligible_fen(items: list[dict]) -> int:
 
 
 def family_source_available(source: FamilySource, institution_region: str, today: dt.date) -> int:
-    """R1 still true of the authorizer, R7 and R10 limits: what this binding may pay now."""
-    if source.authorizer.insurance_type != "employee" or source.authorizer.status != "normal":
+    """R1 still true of the authorizer (R14: and of the beneficiary, when known), R7 and R10 limits: what this
+    binding may pay now. A binding whose people no longer qualify pays nothing, even before the sweep ends it."""
+    if source.beneficiary is not None:
+        if binding_end_code(source.policy, source.authorizer, source.beneficiary):
+            return 0
+    elif source.authorizer.insurance_type != "employee" or source.authorizer.status not in \
+            (("normal",) if source.policy.end_on_pause else ("normal", "suspended")):
         return 0
     if not in_effect(source.valid_from, source.valid_until, today):
         return 0
@@ -490,6 +501,53 @@ def split_debit(amount_fen: int, current_fen: int, prior_fen: int, family_policy
         return 0, amount_fen
     from_prior = min(amount_fen, prior_fen)
     return amount_fen - from_prior, from_prior
+
+
+# --- R14–R15: automatic end, 居民医保 代缴 -------------------------------------------------------------------------
+
+END_CODES = ("AUTHORIZER_INSURANCE_CHANGED", "BENEFICIARY_INSURANCE_CHANGED", "OUT_OF_AREA")
+
+
+def binding_end_code(policy: Policy | None, authorizer: PersonFacts, beneficiary: PersonFacts) -> str | None:
+    """R14: why an active binding no longer qualifies (its end code), or None while it does.
+
+    `policy` is the authorizer's region policy (None: his region has left the scheme, which is OUT_OF_AREA).
+    The authorizer must still be an employee insured normally — or paused, where the policy keeps a paused
+    authorizer's bindings (`end_on_pause = false`, 西安); the beneficiary insured (职工 or 居民) and normal; and the
+    beneficiary still within the policy's `beneficiary_area` of the authorizer. Balances play no part: an empty
+    account pays nothing but ends nothing.
+    """
+    still_insured = ("normal", "suspended") if policy is not None and not policy.end_on_pause else ("normal",)
+    if authorizer.insurance_type != "employee" or authorizer.status not in still_insured:
+        return "AUTHORIZER_INSURANCE_CHANGED"
+    if beneficiary.insurance_type not in ("employee", "resident") or beneficiary.status != "normal":
+        return "BENEFICIARY_INSURANCE_CHANGED"
+    if policy is None or not same_area(policy.beneficiary_area, authorizer.region_code, beneficiary.region_code):
+        return "OUT_OF_AREA"
+    return None
+
+
+CONTRIBUTION_STATUSES = ("due", "paid")
+
+
+def contribution_refusal(policy: Policy, authorizer: PersonFacts, beneficiary: PersonFacts,
+                         due_fen: int | None, status: str | None) -> str | None:
+    """R15: may the authorizer pay the beneficiary's 居民医保 individual contribution of a year (代缴) now?
+
+    `due_fen` / `status` are the registry's row for that person and year (None: the registry has none). The
+    whole amount or nothing: an account that cannot pay all of it pays none of it.
+    """
+    if not policy.contributions:
+        return "CONTRIBUTIONS_NOT_OFFERED"
+    if beneficiary.insurance_type != "resident":
+        return "BENEFICIARY_NOT_RESIDENT"
+    if status is None or due_fen is None or due_fen <= 0:
+        return "NOTHING_DUE"
+    if status == "paid":
+        return "ALREADY_PAID"
+    if shareable_balance(policy, authorizer) < due_fen:
+        return "BALANCE_SHORT"
+    return None
 
 
 def money(fen: int) -> str:

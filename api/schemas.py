@@ -262,6 +262,8 @@ class PolicyOut(Schema):
     review_mode = fields.String(metadata={"description": "auto | manual"})
     manual_review_days = fields.Integer()
     multi_authorizer_settlement = fields.Boolean()
+    end_on_pause = fields.Boolean(metadata={"description": "R14: a paused authorizer's bindings end (西安: false)"})
+    contributions = fields.Boolean(metadata={"description": "R15: 居民医保 代缴 from the account is offered"})
 
 
 # --- materials --------------------------------------------------------------------------------------------------
@@ -293,8 +295,9 @@ REASON_CODES = [
     "BENEFICIARY_LIMIT", "AUTHORIZER_LIMIT", "DUPLICATE_BINDING", "DUPLICATE_APPLICATION", "REGION_NOT_COVERED",
     "KINSHIP_NOT_CONFIRMED", "PROOF_UNDER_REVIEW", "MANUAL_REVIEW_REQUIRED", "AUTO_REVIEW_FAILED",
     "REJECTED_BY_REVIEWER", "REVIEW_EXPIRED", "WITHDRAWN_BY_APPLICANT",
+    *policy.END_CODES,  # R14: a registry change rejected it
 ]
-BINDING_STATUSES = ["active", "revoked"]
+BINDING_STATUSES = ["active", "revoked", "ended"]  # ended: R14, by a registry change (end_code says why)
 NOTIFICATION_KINDS = list(notifications.KINDS)
 MATERIAL_KINDS = list(policy.MATERIAL_KINDS)
 ROLES = ["authorizer", "beneficiary"]
@@ -407,6 +410,9 @@ class BindingOut(Schema):
     created_at = fields.String()
     revoked_at = fields.String(allow_none=True)
     revoked_by = OneOf(ROLES, allow_none=True)
+    end_code = OneOf(list(policy.END_CODES), allow_none=True, metadata={"description": "R14: why it ended"})
+    end_reason = fields.String(allow_none=True, metadata={"description": "中文说明 of end_code"})
+    ended_at = fields.String(allow_none=True)
 
 
 @_out

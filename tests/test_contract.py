@@ -18,7 +18,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, respons
                                                response_schema_conformance, status_code_conformance)
 
 from api.extensions import db
-from api.models import Material, Notification
+from api.models import Material, Notification, ResidentContribution
 from tests import factories
 from tests.conftest import _empty_everything
 from tests.lifecycle_helpers import person_headers, run_worker, staff_headers
@@ -75,11 +75,19 @@ def world(app):
         settled = client.post("/api/v1/institution/settlements", json=bill,
                               headers={**institution, "Idempotency-Key": "contract-1"})
         assert settled.status_code == 201 and settled.json["family"], settled.json
+        # R15: the wife owes her 居民医保 for two years; one is paid (a certificate exists), one is left to pay
+        for year in (2026, 2027):
+            db.session.add(ResidentContribution(person_id=wife.id, year=year, amount_fen=38000, status="due"))
+        db.session.commit()
+        paid = client.post(f"/api/v1/bindings/{detail['binding_id']}/contributions", headers=person,
+                           json={"year": 2026, "commitment": True})
+        assert paid.status_code == 201, paid.json
         ids = {"application_id": [accepted.json["id"], pending.json["id"], submitted.json["id"]],
                "binding_id": [detail["binding_id"]],
                "notification_id": [n.id for n in db.session.query(Notification).filter_by(person_id=husband.id)],
                "material_id": [m.id for m in db.session.query(Material)],
-               "settlement_id": [settled.json["id"]], "id_number": [wife.id_number]}
+               "settlement_id": [settled.json["id"]], "id_number": [wife.id_number],
+               "contribution_id": [paid.json["id"]]}
         reviewer = staff_headers(roles=("reviewer", "clerk"))  # reviewer1, password "x"
         bodies = {"POST /api/v1/auth/login": {"channel": "wechat", "code": "wx-husband"},
                   "POST /api/v1/staff/login": {"username": "reviewer1", "password": "x"},
@@ -88,9 +96,12 @@ def world(app):
                   "PATCH /api/v1/bindings/{binding_id}": {"monthly_limit_fen": 50000},
                   "POST /api/v1/institution/settlements": bill, "POST /api/v1/institution/settlements/quote": bill,
                   "POST /api/v1/terminal/usage-query": {"id_number": wife.id_number,
-                                                        "card_number": wife.card_number}}
+                                                        "card_number": wife.card_number},
+                  "POST /api/v1/bindings/{binding_id}/contributions": {"year": 2027, "commitment": True}}
+        # a body that needs an id in its path gets a known one ({binding_id} above)
         db.session.remove()
-    return {"person": person, "staff": reviewer, "institution": institution, "ids": ids, "bodies": bodies}
+    return {"person": person, "staff": reviewer, "institution": institution, "ids": ids, "bodies": bodies,
+            "body_paths": {"POST /api/v1/bindings/{binding_id}/contributions": {"binding_id": detail["binding_id"]}}}
 
 
 @pytest.fixture
@@ -137,7 +148,9 @@ def test_every_operation_answers_what_the_document_says(app, world, api_schema):
         for mode, examples in EXAMPLES.items():
             _exercise(operation, operation.as_strategy(generation_mode=mode), examples, headers, failures, seen)
         if operation.label in world["bodies"]:  # a login that exists, an application the rules admit
-            strategy = operation.as_strategy(body=world["bodies"][operation.label])
+            strategy = operation.as_strategy(body=world["bodies"][operation.label],
+                                             **({"path_parameters": world["body_paths"][operation.label]}
+                                                if operation.label in world["body_paths"] else {}))
             _exercise(operation, strategy, 2, headers, failures, seen)
         names = [p.name for p in operation.path_parameters]
         for name in names:  # ids that exist: the success answers are checked too
@@ -220,7 +233,9 @@ def test_closed_value_sets_are_enums_and_list_items_typed(document):
     assert enum("ApplicationOut", "status") == enum("ReviewOut", "status") == set(STATUS_LABELS)
     assert {"KINSHIP_NOT_CONFIRMED", "REJECTED_BY_REVIEWER", "REVIEW_EXPIRED"} <= enum("ApplicationOut", "reason_code")
     assert schemas["ApplicationOut"]["properties"]["reason_code"]["nullable"] is True
-    assert enum("BindingOut", "status") == {"active", "revoked"}
+    assert enum("BindingOut", "status") == {"active", "revoked", "ended"}
+    assert set(policy.END_CODES) <= enum("ApplicationOut", "reason_code")
+    assert {"binding_ended", "contribution_paid"} <= enum("NotificationOut", "kind")
     assert "binding_revoked" in enum("NotificationOut", "kind")
     assert enum("MaterialOut", "kind") == enum("MaterialRef", "kind") == set(policy.MATERIAL_KINDS)
     assert set(schemas["MaterialUpload"]["properties"]["kind"]["enum"]) == set(policy.MATERIAL_KINDS)

@@ -23,7 +23,8 @@ MAX_ATTEMPTS = 5
 # a binding, each family payment and its refund (R12), a suspension of networked settlement and its lifting (R9)
 KINDS = (*(f"application_{status}" for status in ("submitted", "manual_review", "approved", "rejected", "withdrawn",
                                                   "expired")),
-         "binding_revoked", "family_payment", "family_refund", "settlement_suspended", "settlement_resumed")
+         "binding_revoked", "family_payment", "family_refund", "settlement_suspended", "settlement_resumed",
+         "binding_ended", "contribution_paid")  # R14 automatic end, R15 代缴
 # The channel a notification goes out on follows the mini-program the person uses; others get an SMS.
 CHANNEL_OF_LOGIN = {"wechat": "wechat", "alipay": "alipay"}
 

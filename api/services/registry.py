@@ -128,12 +128,14 @@ class FileReport:
 
 def import_directory(directory: Path, progress: Progress | None = None) -> list[FileReport]:
     """Loads every registry file `directory` holds, in the order policies, persons, institutions, kinship,
-    account credits (after persons: a person loaded for the first time has his accounts before his credits)."""
+    account credits (after persons: a person loaded for the first time has his accounts before his credits), and
+    resident contributions."""
     progress = progress or (lambda *_: None)
     reports = []
     steps = (("policies", _import_policies), ("persons.csv", _import_persons),
              ("institutions.csv", _import_institutions), ("kinship.csv", _import_kinship),
-             ("account_credits.csv", _import_credits))
+             ("account_credits.csv", _import_credits),
+             ("resident_contributions.csv", _import_contributions))  # R15, optional like every file
     for name, step in steps:
         path = directory / name
         if not path.exists():
@@ -439,6 +441,16 @@ def _import_persons(path: Path, report: FileReport, progress: Progress) -> None:
     if not report.ok:
         return
     _write_persons(plans, report, progress)
+    _after_persons(plans, report, progress)
+
+
+def _after_persons(plans: list, report: FileReport, progress: Progress) -> None:
+    """R14: the bindings and pending applications of people whose registry fields changed, ended or rejected
+    where they no longer qualify, in this file's transaction (api/services/auto_end.py)."""
+    from api.services import auto_end
+    swept = auto_end.sweep(plan.person_id for plan in plans if plan.changed and not plan.is_new)
+    if swept.total_ended or swept.rejected:
+        progress(report.name, "共济关系自动终止", swept.total_ended, swept.total_ended)
 
 
 @dataclass
@@ -603,6 +615,11 @@ def _import_institutions(path: Path, report: FileReport, progress: Progress) -> 
         db.session.execute(insert(it), inserts)
     report.inserted, report.updated = len(inserts), len(updates)
     progress(report.name, "写入", len(rows), len(rows))
+
+
+def _import_contributions(path: Path, report: FileReport, progress: Progress) -> None:
+    from api.services.contributions import import_file
+    import_file(path, report, progress)
 
 
 # --- kinship ------------------------------------------------------------------------------------------------

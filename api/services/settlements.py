@@ -148,7 +148,8 @@ def _plan(institution: Institution, patient: Person, items: list[dict], pooled_f
         sources.append(policy.FamilySource(
             binding_id=b.id, authorizer=facts[b.authorizer_id], policy=authorizer_policy, created_at=b.created_at,
             priority=b.priority, monthly_limit_fen=b.monthly_limit_fen, used_this_month_fen=used.get(b.id, 0),
-            per_payment_limit_fen=b.per_payment_limit_fen, valid_until=b.valid_until, valid_from=b.valid_from))
+            per_payment_limit_fen=b.per_payment_limit_fen, valid_until=b.valid_until, valid_from=b.valid_from,
+            beneficiary=facts[patient.id]))  # R14: people who no longer qualify pay nothing, swept or not
     own = facts[patient.id]
     plan = policy.plan_payment(total - pooled_fen, eligible - pooled_fen, own.balance_fen if own.has_account else 0,
                                sources, institution.region_code, local_today(),

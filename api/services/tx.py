@@ -6,6 +6,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
+from sqlalchemy import event
+
 from api import jobs
 from api.extensions import db, writing
 
@@ -92,3 +94,39 @@ def transactional(fn):
         with unit_of_work():
             return fn(*args, **kwargs)
     return wrapper
+
+
+# --- a unit inside a transaction the caller owns ----------------------------------------------------------------
+
+_DEFERRED = "units_after_commit"
+
+
+@contextmanager
+def within_callers_transaction() -> Iterator[UnitOfWork]:
+    """A unit of work for a block of a transaction that its caller begins and commits (a registry import's file):
+    services called in the block notify and enqueue as in any unit, and what they collected goes out after that
+    transaction's commit — nothing after a rollback. Inside a running unit, the block joins it."""
+    session = db.session()
+    outer = session.info.get(_KEY)
+    if outer is not None:
+        yield outer
+        return
+    unit = session.info[_KEY] = UnitOfWork()
+    try:
+        yield unit
+    finally:
+        session.info.pop(_KEY, None)
+    if not session.info.get("dispatch_after_commit_hooked"):
+        event.listen(session, "after_commit", _dispatch_deferred)
+        event.listen(session, "after_rollback", _drop_deferred)
+        session.info["dispatch_after_commit_hooked"] = True
+    session.info.setdefault(_DEFERRED, []).append(unit)
+
+
+def _dispatch_deferred(session) -> None:
+    for unit in session.info.pop(_DEFERRED, []):
+        unit._dispatch()
+
+
+def _drop_deferred(session) -> None:
+    session.info.pop(_DEFERRED, None)

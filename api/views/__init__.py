@@ -2,8 +2,8 @@
 
 
 def register_blueprints(app, api) -> None:
-    from api.views import auth, bindings, bot, institution, ops, persons, staff, usage, wechat
+    from api.views import auth, bindings, bot, contributions, institution, ops, persons, staff, usage, wechat
     app.register_blueprint(ops.bp)
     app.register_blueprint(wechat.bp)
-    for module in (auth, persons, bindings, usage, staff, institution, bot):
+    for module in (auth, persons, bindings, usage, staff, institution, bot, contributions):
         api.register_blueprint(module.blp)

@@ -127,6 +127,8 @@ def dump_binding(b, viewer_id: int, used: dict) -> dict:
         "remaining_this_month_fen": None if b.monthly_limit_fen is None else max(0, b.monthly_limit_fen - spent),
         "created_at": local_iso(b.created_at),
         "revoked_at": local_iso(b.revoked_at), "revoked_by": b.revoked_by,
+        "end_code": b.end_code, "end_reason": message(b.end_code) if b.end_code else None,
+        "ended_at": local_iso(b.ended_at),
     }
 
 
