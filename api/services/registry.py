@@ -92,6 +92,9 @@ def import_directory(directory: Path, progress: Progress | None = None) -> list[
     reports = []
     steps = (("policies", _import_policies), ("persons.csv", _import_persons),
              ("institutions.csv", _import_institutions), ("kinship.csv", _import_kinship))
+    # the HIS gateway's files: catalogue.csv (医保目录) and the institutions' signing keys (api/services/catalogue.py)
+    from api.services.catalogue import registry_steps
+    steps += registry_steps()
     for name, step in steps:
         path = directory / name
         if not path.exists():
