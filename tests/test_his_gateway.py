@@ -262,3 +262,69 @@ def test_amounts_as_strings_empty_and_any_scale_and_more_than_two_decimals_refus
     zero = h.fees(v["mdtrt_id"], v["psn_no"], "B4", [(DRUG, "")])  # "" is zero
     assert ok(zero)["result"][0]["det_item_fee_sumamt"] == 0
     refused(h.settle(**bill_of(v, medfee="329.99")), "医疗费总额与已上传的费用明细合计不一致")
+
+
+# --- the settlement service's refusals, and races --------------------------------------------------------------
+
+def test_a_suspended_patient_an_unknown_person_and_a_non_designated_institution_are_refused(client, world):
+    h = his(client)
+    v = visit(h, world["patient"])
+    world["patient"].settlement_suspended = True
+    db.session.commit()
+    refused(h.settle(**bill_of(v)), "联网结算已被暂停")
+    refused(h.person("03", "NOBODY0001", card_sn="C1"), "未查询到该人员的参保信息")
+    refused(h.register("999999", "02", world["patient"].id_number), "未查询到该人员的参保信息")
+    shop = factories.institution("N44010601", "美容养生馆", "440106", designated=False, api_key="key-n44010601")
+    give_signing_key(shop, "key-n44010601")
+    other = His(client, "N44010601", "key-n44010601")
+    refused(other.register(v["psn_no"], "02", world["patient"].id_number), "不是定点医药机构")
+    assert balance(world["father"]) == 300000
+
+
+def _race(app, h, bodies: list[bytes]) -> list[dict]:
+    import threading
+
+    from flask.testing import FlaskClient
+    barrier, results = threading.Barrier(len(bodies)), [None] * len(bodies)
+
+    def send(n, body):
+        plain = FlaskClient(app, app.response_class)  # each request with its own session and connection
+        barrier.wait()
+        r = plain.post("/fsi/api/rsfComIfsService/callService", data=body,
+                       headers={"Content-Type": "application/json", **signed_headers(h.api_key, h.code, "2207")})
+        results[n] = json.loads(r.data)
+
+    threads = [threading.Thread(target=send, args=(n, b)) for n, b in enumerate(bodies)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+def _settle_body(h, v, msgid):
+    from tests.his_helpers import encode
+    data = h.settle_data(**bill_of(v))
+    return encode(h.envelope("2207", {"data": data}, msgid=msgid))
+
+
+def test_the_same_msgid_twice_at_once_settles_once(client, world):
+    h = his(client)
+    v = visit(h, world["patient"])
+    db.session.commit()
+    msgid = h.msgid()
+    first, second = _race(client.application, h, [_settle_body(h, v, msgid)] * 2)
+    assert first == second and first["infcode"] == 0
+    assert db.session.scalar(select(func.count()).select_from(Settlement)) == 1
+    assert balance(world["father"]) == 281000
+
+
+def test_one_batch_under_two_msgids_at_once_settles_once(client, world):
+    h = his(client)
+    v = visit(h, world["patient"])
+    db.session.commit()
+    answers = _race(client.application, h, [_settle_body(h, v, h.msgid()), _settle_body(h, v, h.msgid())])
+    assert sorted(a["infcode"] for a in answers) == [-1, 0]
+    assert "已结算" in [a for a in answers if a["infcode"] == -1][0]["err_msg"]
+    assert db.session.scalar(select(func.count()).select_from(Settlement)) == 1
+    assert balance(world["father"]) == 281000 and not ledger.check()

@@ -147,3 +147,7 @@ def handle(raw: bytes, headers, path_infno: str | None) -> dict:
         db.session.rollback()
         log.exception("HIS gateway: database unavailable or busy")
         return env.failure(GatewayError("SERVICE_UNAVAILABLE"), refmsg_time, admdvs)
+    except Exception:  # a HIS reads only the envelope: a fault is answered in it too, and logged for us
+        db.session.rollback()
+        log.exception("HIS gateway: unexpected fault")
+        return env.failure(GatewayError("INTERNAL_ERROR"), refmsg_time, admdvs)
