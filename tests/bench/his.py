@@ -1,4 +1,4 @@
-"""`make bench-his`: 2207 門诊结算 through the HIS gateway against the native POST /institution/settlements, each
+"""`make bench-his`: 2207 门诊结算 through the HIS gateway against the native POST /institution/settlements, each
 served by gunicorn as `make run` serves it (api/gunicorn_conf.py: WEB_CONCURRENCY workers × WEB_THREADS threads).
 
 Both arms settle the same bill (a drug, a test and a 保健品 not in the catalogue: 30 元) for patients of the same
@@ -227,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench-his: {args.requests} settlements per arm, {CLIENTS} concurrent clients, gunicorn "
               f"{os.environ.get('WEB_CONCURRENCY', '3')}×{os.environ.get('WEB_THREADS', '4')} on {kind}; "
               f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
-        _run(port, native[:CLIENTS], _send_native)   # warm-up: connections, imports, caches (untimed ids reused
-        native = native[CLIENTS:]                    # are not sent again)
+        _run(port, native[:CLIENTS], _send_native)   # warm-up, untimed: connections, imports, caches
+        native = native[CLIENTS:]
         _run(port, gateway[:CLIENTS], _send_gateway)
         gateway = gateway[CLIENTS:]
         results = {}
