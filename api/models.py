@@ -447,3 +447,105 @@ class ContributionPayment(db.Model):
     binding: Mapped[Binding] = relationship()
     payer: Mapped[Person] = relationship(foreign_keys=[payer_id])
     beneficiary: Mapped[Person] = relationship(foreign_keys=[beneficiary_id])
+
+
+# --- HIS gateway (the national platform's interface, api/his/) ----------------------------------------------
+
+class InstitutionSigningKey(db.Model):
+    """接口签名密钥: an institution's API key as the `_api_signature` HMAC needs it — the key itself, not its hash —
+    stored encrypted (Fernet, a key derived from SECRET_KEY) and written by the registry import of institutions.csv."""
+    __tablename__ = "institution_signing_keys"
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"), primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64))  # the api_key_hash it was imported with
+    ciphertext: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class CatalogueItem(db.Model):
+    """医保目录: an item of the medical-insurance catalogue (`med_list_codg`) and its category; an item that is not
+    in it is 全自费."""
+    __tablename__ = "catalogue_items"
+    code: Mapped[str] = mapped_column(String(50), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(12))  # drug | treatment | material | non_medical
+
+
+class HisVisit(db.Model):
+    """就诊 (mdtrt_id): an outpatient visit registered by 2201, with what 2203 uploaded about it."""
+    __tablename__ = "his_visits"
+    id: Mapped[str] = mapped_column(String(30), primary_key=True)  # mdtrt_id
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"), index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
+    insutype: Mapped[str] = mapped_column(String(6))
+    med_type: Mapped[str] = mapped_column(String(6))
+    ipt_otp_no: Mapped[str] = mapped_column(String(30))
+    mdtrtinfo: Mapped[dict | None] = mapped_column(JSON)  # 2203's mdtrtinfo and diseinfo, as sent
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class HisFeeDetail(db.Model):
+    """费用明细 (2204): one line of a visit's bill, in the batch (chrg_bchno) that 2206/2207 settle."""
+    __tablename__ = "his_fee_details"
+    __table_args__ = (UniqueConstraint("visit_id", "feedetl_sn"),
+                      Index("ix_his_fee_details_batch", "visit_id", "chrg_bchno"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    visit_id: Mapped[str] = mapped_column(ForeignKey("his_visits.id"))
+    chrg_bchno: Mapped[str] = mapped_column(String(30))
+    feedetl_sn: Mapped[str] = mapped_column(String(30))
+    med_list_codg: Mapped[str] = mapped_column(String(50))
+    medins_list_codg: Mapped[str] = mapped_column(String(150))
+    name: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(12))  # the catalogue's, or non_medical when not in it (全自费)
+    in_catalogue: Mapped[bool] = mapped_column(Boolean)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    cnt: Mapped[str] = mapped_column(String(24))
+    pric: Mapped[str] = mapped_column(String(24))
+
+
+class HisSettlement(db.Model):
+    """医保结算记录 (setl_id): a 2207 settlement or the 2208/2601 reversal of one, with the amounts of the national
+    list that our Settlement does not keep (the 起付线 part, the 全自费 part) and the balance after the trade."""
+    __tablename__ = "his_settlements"
+    __table_args__ = (
+        # a batch is settled once at a time (again only after its reversal)
+        Index("uq_his_settlements_batch", "visit_id", "chrg_bchno", unique=True,
+              sqlite_where=text("kind = 'settle' AND reversed_at IS NULL"),
+              postgresql_where=text("kind = 'settle' AND reversed_at IS NULL")),
+        Index("ix_his_settlements_patient_year", "patient_id", "year"),
+    )
+    setl_id: Mapped[str] = mapped_column(String(30), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))  # settle | reversal
+    settlement_id: Mapped[str] = mapped_column(ForeignKey("settlements.id"), index=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("persons.id"))
+    visit_id: Mapped[str] = mapped_column(ForeignKey("his_visits.id"))
+    chrg_bchno: Mapped[str] = mapped_column(String(30))
+    msgid: Mapped[str] = mapped_column(String(40), index=True)
+    year: Mapped[int] = mapped_column(Integer)  # Beijing calendar year: the pooling rule's year
+    medfee_fen: Mapped[int] = mapped_column(BigInteger)
+    fulamt_ownpay_fen: Mapped[int] = mapped_column(BigInteger)
+    deductible_fen: Mapped[int] = mapped_column(BigInteger)
+    hifp_fen: Mapped[int] = mapped_column(BigInteger)
+    acct_fen: Mapped[int] = mapped_column(BigInteger)
+    mulaid_fen: Mapped[int] = mapped_column(BigInteger)
+    cash_fen: Mapped[int] = mapped_column(BigInteger)
+    balc_fen: Mapped[int] = mapped_column(BigInteger)
+    acct_used: Mapped[bool] = mapped_column(Boolean)
+    original_setl_id: Mapped[str | None] = mapped_column(String(30))  # a reversal's settlement
+    reversed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class HisMessage(db.Model):
+    """报文 (msgid): the first answer to an institution's message, replayed for the same msgid and input; a 2207
+    voided by 2601 冲正 stays here as voided, so that a late copy of it settles nothing."""
+    __tablename__ = "his_messages"
+    __table_args__ = (UniqueConstraint("institution_id", "msgid"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"))
+    msgid: Mapped[str] = mapped_column(String(40))
+    infno: Mapped[str] = mapped_column(String(6))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    answer: Mapped[dict | None] = mapped_column(JSON)  # None: voided before it arrived
+    voided: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 # R3: 近亲属 since 2024-12; b is a's <relation>, and what a is to b.
@@ -62,6 +62,8 @@ class Policy:
     # --- R14 automatic end and R15 居民医保 代缴 (see the block "R14–R15" below) ---
     end_on_pause: bool = True               # does a paused (暂停) authorizer end his bindings? 西安: false
     contributions: bool = False             # may the authorizer pay a relative's 居民医保 contribution (代缴)?
+    # 普通门诊统筹 (HIS gateway, api/his/): see OutpatientPooling below; absent = the funds pay nothing
+    outpatient_pooling: "OutpatientPooling" = field(default_factory=lambda: OutpatientPooling())
 
     @classmethod
     def from_dict(cls, data: dict) -> "Policy":
@@ -86,6 +88,8 @@ class Policy:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PolicyError(f"missing or bad field: {exc}") from None
+        if "outpatient_pooling" in data:  # the HIS gateway's pooling rule, parsed by its own block below
+            policy = replace(policy, outpatient_pooling=OutpatientPooling.from_dict(data["outpatient_pooling"]))
         policy.validate()
         return policy
 
@@ -554,3 +558,50 @@ def money(fen: int) -> str:
     """86.50: fen as 元 with two decimals, for people to read (never for arithmetic)."""
     sign = "-" if fen < 0 else ""
     return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
+
+
+# --- 普通门诊统筹: the funds' part of an outpatient bill (the HIS gateway's hifp_pay) ------------------------------
+
+@dataclass(frozen=True)
+class OutpatientPooling:
+    """A region's outpatient pooling rule (门诊统筹), the `[outpatient_pooling]` table of its policy file.
+
+    Every amount is per calendar year: the 起付线 the insured pays himself first, the share of the rest the fund
+    pays, and the most the fund pays in a year. Nothing set is 0, so a region without the table pays nothing.
+    Only the HIS gateway applies it; the native POST /institution/settlements takes pooled_fen from the institution.
+    """
+    deductible_fen: int = 0        # 起付线 (年度)
+    ratio_percent: int = 0         # 支付比例, 0–100
+    annual_cap_fen: int = 0        # 年度最高支付限额
+
+    @classmethod
+    def from_dict(cls, data) -> "OutpatientPooling":
+        if not isinstance(data, dict) or set(data) - {"deductible_fen", "ratio_percent", "annual_cap_fen"}:
+            raise PolicyError("outpatient_pooling must be a table of deductible_fen, ratio_percent, annual_cap_fen")
+        rule = cls(**data)
+        for name in ("deductible_fen", "ratio_percent", "annual_cap_fen"):
+            value = getattr(rule, name)
+            if not _is_int(value) or value < 0:
+                raise PolicyError(f"outpatient_pooling.{name} must be an integer >= 0")
+        if rule.ratio_percent > 100:
+            raise PolicyError("outpatient_pooling.ratio_percent must be at most 100")
+        return rule
+
+
+@dataclass(frozen=True)
+class PooledPart:
+    deductible_fen: int   # what of this bill went to the year's 起付线 (act_pay_dedc)
+    pooled_fen: int       # what the fund pays (hifp_pay)
+
+
+def outpatient_pooled(rule: OutpatientPooling, eligible_fen: int, deductible_used_fen: int,
+                      pooled_this_year_fen: int) -> PooledPart:
+    """The fund's part of `eligible_fen` (the bill's 政策范围内 amount) given what the year has seen so far: the
+    rest of the 起付线 first, then `ratio_percent` of what is above it (fen rounded half up), within the year's cap."""
+    if eligible_fen < 0:
+        raise ValueError("eligible_fen must be >= 0")
+    deductible = min(eligible_fen, max(0, rule.deductible_fen - deductible_used_fen))
+    above = eligible_fen - deductible
+    share = (above * rule.ratio_percent * 2 + 100) // 200  # half up, in integers
+    pooled = max(0, min(share, rule.annual_cap_fen - pooled_this_year_fen))
+    return PooledPart(deductible_fen=deductible, pooled_fen=pooled)

@@ -136,6 +136,10 @@ def import_directory(directory: Path, progress: Progress | None = None) -> list[
              ("institutions.csv", _import_institutions), ("kinship.csv", _import_kinship),
              ("account_credits.csv", _import_credits),
              ("resident_contributions.csv", _import_contributions))  # R15, optional like every file
+    # the HIS gateway's files: catalogue.csv (医保目录) and the institutions' signing keys (api/services/catalogue.py,
+    # which reads its CSV with this module's reader: imported here, not at the top, as the two import each other)
+    from api.services.catalogue import registry_steps
+    steps += registry_steps()
     for name, step in steps:
         path = directory / name
         if not path.exists():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select, update
@@ -120,16 +121,24 @@ class _Plan:
     family: list[tuple[Binding, int, tuple[int, int]]]  # (binding, amount, (当年, 历年))
 
 
-def _plan(institution: Institution, patient: Person, items: list[dict], pooled_fen: int) -> _Plan:
+# The HIS gateway's options (api/his/): `pooling(patient, eligible_fen)` is the fund's part, computed under the
+# patient's lock instead of taken from the body; `use_accounts=False` (acct_used_flag "0") leaves every account out.
+Pooling = Callable[[Person, int], int]
+
+
+def _plan(institution: Institution, patient: Person, items: list[dict], pooled_fen: int,
+          use_accounts: bool = True, pooling: Pooling | None = None) -> _Plan:
     """R7–R10 on what is true now: locks the people and the bindings (see the module), then asks the engine."""
     total = sum(item["amount_fen"] for item in items)
     eligible = policy.eligible_fen(items)
-    if pooled_fen > eligible:
+    if pooling is None and pooled_fen > eligible:
         raise ApiError("POOLED_EXCEEDS_ELIGIBLE", 422, "pooled_fen")
     bindings = db.session.scalars(select(Binding).where(Binding.beneficiary_id == patient.id,
-                                                        Binding.status == "active")).all()
+                                                        Binding.status == "active")).all() if use_accounts else []
     lock_people([patient.id, *{b.authorizer_id for b in bindings}])
-    if db.session.get_bind().dialect.name != "sqlite":
+    if pooling is not None:
+        pooled_fen = pooling(patient, eligible)
+    if use_accounts and db.session.get_bind().dialect.name != "sqlite":
         # a revocation or a new limit committed meanwhile is seen (FOR UPDATE re-reads the rows it waited for)
         bindings = db.session.scalars(select(Binding).where(Binding.beneficiary_id == patient.id,
                                                             Binding.status == "active")
@@ -151,7 +160,8 @@ def _plan(institution: Institution, patient: Person, items: list[dict], pooled_f
             per_payment_limit_fen=b.per_payment_limit_fen, valid_until=b.valid_until, valid_from=b.valid_from,
             beneficiary=facts[patient.id]))  # R14: people who no longer qualify pay nothing, swept or not
     own = facts[patient.id]
-    plan = policy.plan_payment(total - pooled_fen, eligible - pooled_fen, own.balance_fen if own.has_account else 0,
+    own_available = own.balance_fen if own.has_account and use_accounts else 0
+    plan = policy.plan_payment(total - pooled_fen, eligible - pooled_fen, own_available,
                                sources, institution.region_code, local_today(),
                                patient_policy=policies.get(patient.region_code[:2]))
     own_split = policy.split_debit(plan.own_account_fen, own.balance_fen - own.prior_year_fen, own.prior_year_fen)
@@ -179,25 +189,29 @@ def family_part(binding: Binding, amount_fen: int) -> dict:
 
 # --- quote, settle, refund --------------------------------------------------------------------------------------
 
-def quote(institution: Institution, body: dict) -> Breakdown:
+def quote(institution: Institution, body: dict, use_accounts: bool = True, pooling: Pooling | None = None) -> Breakdown:
     """预结算: what a settlement of this bill would pay from each account now; nothing moves."""
     patient = _patient_and_checks(institution, body)
     try:
-        return _plan(institution, patient, body["items"], body["pooled_fen"]).breakdown
+        return _plan(institution, patient, body["items"], body["pooled_fen"], use_accounts, pooling).breakdown
     finally:
         db.session.rollback()  # the locks taken for a true answer are let go at once
 
 
-def settle(institution: Institution, body: dict, idempotency_key: str) -> tuple[Settlement, bool]:
+def settle(institution: Institution, body: dict, idempotency_key: str, use_accounts: bool = True,
+           pooling: Pooling | None = None,
+           on_settled: Callable[[Settlement, Breakdown], None] | None = None) -> tuple[Settlement, bool]:
     """结算: pays the bill (R10 order) in one ledger transaction; the same Idempotency-Key and body answer the
-    first settlement again (replayed = True), another body with it is 409."""
+    first settlement again (replayed = True), another body with it is 409. `on_settled` runs in that transaction
+    (the HIS gateway records its own rows there, so that they and the money commit together)."""
     digest = request_hash(body)
     if (found := _by_key(institution, idempotency_key)) is not None:
         return _replay(found, digest), True
     patient = _patient_and_checks(institution, body)
     try:
         with unit_of_work():
-            settlement = _settle(institution, patient, body, idempotency_key, digest)
+            settlement = _settle(institution, patient, body, idempotency_key, digest, use_accounts, pooling,
+                                 on_settled)
     except IntegrityError:  # the same key won by a concurrent request: its settlement is the answer
         db.session.rollback()
         if (found := _by_key(institution, idempotency_key)) is None:
@@ -217,8 +231,9 @@ def _replay(settlement: Settlement, digest: str) -> Settlement:
     return settlement
 
 
-def _settle(institution: Institution, patient: Person, body: dict, key: str, digest: str) -> Settlement:
-    plan = _plan(institution, patient, body["items"], body["pooled_fen"])
+def _settle(institution: Institution, patient: Person, body: dict, key: str, digest: str, use_accounts: bool = True,
+            pooling: Pooling | None = None, on_settled=None) -> Settlement:
+    plan = _plan(institution, patient, body["items"], body["pooled_fen"], use_accounts, pooling)
     b = plan.breakdown
     settlement = Settlement(institution_id=institution.id, patient_id=patient.id, idempotency_key=key,
                             request_hash=digest, items=body["items"], total_fen=b.total_fen,
@@ -245,6 +260,8 @@ def _settle(institution: Institution, patient: Person, body: dict, key: str, dig
                                                     memo=f"{institution.code} 结算").id
         except ledger.InsufficientFunds:  # impossible under the locks; never half a payment if it happens
             raise ApiError("CONFLICT", 409) from None
+    if on_settled is not None:
+        on_settled(settlement, b)
     return settlement
 
 
@@ -256,9 +273,10 @@ def _entries(person: Person, split: tuple[int, int], binding_id: str | None) -> 
             for account, amount in ((current, split[0]), (prior, split[1])) if amount]
 
 
-def refund(institution: Institution, settlement_id: str) -> Settlement:
+def refund(institution: Institution, settlement_id: str,
+           on_refunded: Callable[[Settlement], None] | None = None) -> Settlement:
     """退费: reverses the settlement exactly — each account gets back what it paid, the month's use goes back down —
-    once; a second refund is 409, another institution's settlement is 404."""
+    once; a second refund is 409, another institution's settlement is 404. `on_refunded` runs in its transaction."""
     with unit_of_work():
         settlement = db.session.get(Settlement, settlement_id)
         if settlement is None or settlement.institution_id != institution.id:
@@ -282,6 +300,8 @@ def refund(institution: Institution, settlement_id: str) -> Settlement:
                                  f"【{policy.RELATIONS[binding.relation]} {mask_name(payment.beneficiary.name)}】"
                                  f"在【{institution.name}】的 {policy.money(payment.amount_fen)} 元已退费，"
                                  "已退回您的医保个人账户。", binding_id=binding.id)
+        if on_refunded is not None:
+            on_refunded(settlement)
     db.session.refresh(settlement)
     return settlement
 
