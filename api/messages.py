@@ -99,6 +99,9 @@ MESSAGES: dict[str, str] = {
     "BINDING_NOT_ACTIVE": "该共济关系已解除",
     "REVIEW_EXPIRED": "人工审核超过规定期限未完成，申请已过期，请重新申请",
     "WITHDRAWN_BY_APPLICANT": "申请人已撤回申请",
+    "CONSENT_DECLINED": "共济人本人不同意，申请已结束",
+    "CONSENT_EXPIRED": "共济人未在规定期限内确认，申请已失效，请重新申请",
+    "CONSENT_ANSWERED": "该申请已确认过，或已不在待确认状态",
 }
 
 

@@ -31,7 +31,7 @@ MEDICAL_CATEGORIES = {"drug", "treatment", "material"}
 ITEM_CATEGORIES = MEDICAL_CATEGORIES | {"non_medical"}
 AREAS = ("pooling", "province", "national")
 AREA_NAMES = {"pooling": "本统筹区", "province": "本省", "national": "全国（跨省）"}
-PENDING_APPLICATION = ("submitted", "reviewing", "manual_review")
+PENDING_APPLICATION = ("awaiting_consent", "submitted", "reviewing", "manual_review")
 DEFAULT_MANUAL_REVIEW_DAYS = 5  # 审核时限 where a policy does not set manual_review_days
 
 
