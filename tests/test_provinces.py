@@ -179,3 +179,26 @@ def test_every_problem_is_named_at_once():
     with pytest.raises(PolicyError) as refused:
         Policy.from_dict({"province_code": "62", "relations": ["spouse"], "review": "x"})
     assert "name: missing" in str(refused.value)
+
+
+# --- GET /policies: the coverage checker, without a login ---------------------------------------------------------
+
+def test_every_regions_summary_without_a_login(client):
+    from tests import factories
+    factories.load_policies()
+    r = client.get("/api/v1/policies")
+    assert r.status_code == 200
+    items = {p["province_code"]: p for p in r.json["items"]}
+    assert list(items) == sorted(PROVINCES)
+    # "does my province allow my brother?" — everywhere since 2024-12; "who must say yes himself?" — 62, 46, 65
+    assert all(any(rel["value"] == "sibling" for rel in p["relations"]) for p in items.values())
+    assert {code for code, p in items.items() if p["consent_age"] == 16} == {"62", "46", "65"}
+    assert items["62"]["consent_days"] == engine.DEFAULT_CONSENT_DAYS and items["44"]["consent_days"] is None
+    assert (items["31"]["shareable"], items["14"]["reserve_fen"], items["50"]["max_beneficiaries"]) == \
+        ("prior_year", 100000, 1)
+    assert items["37"]["review_mode"] == "none" and "承诺制" in items["37"]["review_label"]
+    one = client.get("/api/v1/policies?province=46").json["items"]
+    assert [p["name"] for p in one] == ["海南省"]
+    assert client.get("/api/v1/policies?province=99").json["items"] == []
+    bad = client.get("/api/v1/policies?province=gansu")
+    assert bad.status_code == 400 and bad.json["error"]["code"] == "INVALID_INPUT"
