@@ -112,6 +112,9 @@ MESSAGES: dict[str, str] = {
     "BALANCE_SHORT": "您的个人账户可共济余额不足以缴纳全部费用，本次未扣款（不能部分缴纳）",
     "COMMITMENT_REQUIRED": "请先阅读并确认代缴承诺书",
     "NOT_AUTHORIZER": "只有授权人可以用本人个人账户为家人代缴",
+    "CONSENT_DECLINED": "共济人本人不同意，申请已结束",
+    "CONSENT_EXPIRED": "共济人未在规定期限内确认，申请已失效，请重新申请",
+    "CONSENT_ANSWERED": "该申请已确认过，或已不在待确认状态",
 }
 
 

@@ -197,8 +197,8 @@ class Application(db.Model):
     __tablename__ = "applications"
     __table_args__ = (
         Index("uq_applications_pending_pair", "authorizer_id", "beneficiary_id", unique=True,
-              sqlite_where=text("status IN ('submitted', 'reviewing', 'manual_review')"),
-              postgresql_where=text("status IN ('submitted', 'reviewing', 'manual_review')")),
+              sqlite_where=text("status IN ('awaiting_consent', 'submitted', 'reviewing', 'manual_review')"),
+              postgresql_where=text("status IN ('awaiting_consent', 'submitted', 'reviewing', 'manual_review')")),
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     receipt_no: Mapped[str] = mapped_column(String(20), unique=True, default=new_receipt_no)
@@ -213,11 +213,13 @@ class Application(db.Model):
     created_by_staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
     # R4 at the window: the identity documents the clerk saw (online, 实名认证 stands for them)
     materials_seen: Mapped[list | None] = mapped_column(JSON)
-    # submitted | reviewing | manual_review | approved | rejected | withdrawn | expired
+    # awaiting_consent (R13) | submitted | reviewing | manual_review | approved | rejected | withdrawn | expired
     status: Mapped[str] = mapped_column(String(16), index=True, default="submitted")
     lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # a reviewing worker's claim
     # while in manual_review: the policy's deadline (审核时限), after which the sweeper expires it
     review_due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    # R13, while awaiting_consent: when the beneficiary's silence expires it (the policy's consent_days)
+    consent_due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
     review_attempts: Mapped[int] = mapped_column(Integer, default=0)
     reason_code: Mapped[str | None] = mapped_column(String(40))
     binding_id: Mapped[str | None] = mapped_column(String(32))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 # R3: 近亲属 since 2024-12; b is a's <relation>, and what a is to b.
@@ -31,7 +31,7 @@ MEDICAL_CATEGORIES = {"drug", "treatment", "material"}
 ITEM_CATEGORIES = MEDICAL_CATEGORIES | {"non_medical"}
 AREAS = ("pooling", "province", "national")
 AREA_NAMES = {"pooling": "本统筹区", "province": "本省", "national": "全国（跨省）"}
-PENDING_APPLICATION = ("submitted", "reviewing", "manual_review")
+PENDING_APPLICATION = ("awaiting_consent", "submitted", "reviewing", "manual_review")
 DEFAULT_MANUAL_REVIEW_DAYS = 5  # 审核时限 where a policy does not set manual_review_days
 
 
@@ -39,26 +39,50 @@ class PolicyError(ValueError):
     """A policy file that does not describe a valid policy."""
 
 
+REVIEW_MODES = {
+    "auto": "自动审核（登记可核实的直接通过，其余人工审核）",
+    "manual": "人工审核",
+    "none": "承诺制（登记可核实或签署承诺书即生效，无需审核）",
+}
+DEFAULT_CONSENT_DAYS = 7  # R13: days a beneficiary has to answer where a policy does not set consent_days
+
+
 @dataclass(frozen=True)
 class Policy:
-    """One province's 家庭共济 rules (a file `policies/<province>.toml` of the registry)."""
+    """One province's 家庭共济 rules (a file `policies/<province>.toml` of the registry).
+
+    The file format is this dataclass: every field is a key of the file, a key that is not a field is refused, and
+    each field has its check in `FIELD_CHECKS` (a field without one is a programming error, see `_check_table`).
+    Fields are grouped in blocks by the rule they serve; add a block for a new rule rather than mixing into one.
+    """
+    # --- identity and channel -------------------------------------------------------------------------------
     province_code: str
     name: str
-    app_name: str
     relations: frozenset[str]
+    app_name: str = ""                      # the channel people use (粤医保, 随申办 …)
+    channel_path: str = ""                  # where in the channel (服务大厅→…→家庭共济), for the coverage checker
+    # --- R1 what may be shared, R2/R7 where ----------------------------------------------------------------
     shareable: str = "all"                  # all | prior_year (历年账户 only, as 浙江/上海)
     reserve_fen: int = 0                    # what must stay in the account (山西: 100000)
     beneficiary_area: str = "national"      # where the beneficiary must be insured: pooling | province | national
     use_scope: str = "province"             # where the funds may be used: pooling | province | national (跨省)
+    # --- R3/R5 caps ----------------------------------------------------------------------------------------
     max_spouses: int | None = 1
     one_father_one_mother: bool = True
     max_beneficiaries: int | None = None    # per authorizer (泰安: 8)
     max_authorizers: int | None = None      # per beneficiary (浙江 once: 1)
+    # --- R4/R11 proof and review ---------------------------------------------------------------------------
     proof: frozenset[str] = frozenset({"registry", "materials"})  # registry | materials | commitment
-    review: str = "auto"                    # auto: registry-confirmed relations pass without a reviewer | manual
+    review: str = "auto"                    # auto | manual | none (承诺制: no reviewer), see REVIEW_MODES
     required_materials: tuple[str, ...] = ("id_card", "insurance_card")
     manual_review_days: int = DEFAULT_MANUAL_REVIEW_DAYS
+    # --- R10 settlement and the authorizer's controls ------------------------------------------------------
     multi_authorizer_settlement: bool = True  # may one settlement draw on several authorizers?
+    validity_window: bool = False           # the channel asks for 授权起止日期 (江苏, 贵州); shown, never required
+    per_payment_limit: bool = False         # the channel offers a 单次最高支付额度 per member (山西); shown
+    # --- R13 the beneficiary's own consent -----------------------------------------------------------------
+    consent_age: int | None = None          # beneficiaries this old or older consent themselves (甘肃/海南/新疆: 16)
+    consent_days: int = DEFAULT_CONSENT_DAYS  # how long the application waits for that answer
     # --- R14 automatic end and R15 居民医保 代缴 (see the block "R14–R15" below) ---
     end_on_pause: bool = True               # does a paused (暂停) authorizer end his bindings? 西安: false
     contributions: bool = False             # may the authorizer pay a relative's 居民医保 contribution (代缴)?
@@ -67,79 +91,126 @@ class Policy:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Policy":
+        """The policy a file's table describes; PolicyError naming each field that is unknown, missing or bad."""
         if not isinstance(data, dict):
             raise PolicyError("a policy must be a table of fields")
-        try:
-            policy = cls(
-                province_code=str(data["province_code"]), name=data["name"], app_name=data.get("app_name", ""),
-                relations=frozenset(_strings(data["relations"], "relations")),
-                shareable=data.get("shareable", "all"), reserve_fen=data.get("reserve_fen", 0),
-                beneficiary_area=data.get("beneficiary_area", "national"),
-                use_scope=data.get("use_scope", "province"),
-                max_spouses=data.get("max_spouses", 1), one_father_one_mother=data.get("one_father_one_mother", True),
-                max_beneficiaries=data.get("max_beneficiaries"), max_authorizers=data.get("max_authorizers"),
-                proof=frozenset(_strings(data.get("proof", ["registry", "materials"]), "proof")),
-                review=data.get("review", "auto"),
-                required_materials=_strings(data.get("required_materials", ["id_card", "insurance_card"]),
-                                            "required_materials"),
-                manual_review_days=data.get("manual_review_days", DEFAULT_MANUAL_REVIEW_DAYS),
-                multi_authorizer_settlement=data.get("multi_authorizer_settlement", True),
-                end_on_pause=data.get("end_on_pause", True), contributions=data.get("contributions", False),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PolicyError(f"missing or bad field: {exc}") from None
-        if "outpatient_pooling" in data:  # the HIS gateway's pooling rule, parsed by its own block below
-            policy = replace(policy, outpatient_pooling=OutpatientPooling.from_dict(data["outpatient_pooling"]))
+        problems = [f"{name}: unknown field" for name in sorted(set(data) - KNOWN_FIELDS)]
+        problems += [f"{name}: missing" for name in sorted(REQUIRED_FIELDS - set(data))]
+        values = {}
+        for f in fields(cls):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            try:
+                if str(f.type).startswith("frozenset"):
+                    value = frozenset(_strings(value, f.name))
+                elif str(f.type).startswith("tuple"):
+                    value = _strings(value, f.name)
+            except (PolicyError, TypeError):
+                problems.append(f"{f.name}: must be a list of strings")
+                continue
+            values[f.name] = value
+        if "province_code" in values and _is_int(values["province_code"]):
+            values["province_code"] = str(values["province_code"])
+        if "outpatient_pooling" in values:  # a table of its own, parsed by its block below
+            try:
+                values["outpatient_pooling"] = OutpatientPooling.from_dict(values["outpatient_pooling"])
+            except PolicyError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise PolicyError("; ".join(problems))
+        policy = cls(**values)
         policy.validate()
         return policy
 
     def validate(self) -> None:
+        """Each field's own check (FIELD_CHECKS), then the checks across fields; every problem named by field."""
         problems = []
-        if len(self.province_code) != 2 or not self.province_code.isdigit():
-            problems.append("province_code must be two digits")
-        if not isinstance(self.name, str) or not self.name:
-            problems.append("name must be a non-empty string")
-        if not self.relations or not self.relations <= RELATIONS.keys():
-            problems.append(f"relations must be a non-empty subset of {sorted(RELATIONS)}")
-        if self.shareable not in ("all", "prior_year"):
-            problems.append("shareable must be all or prior_year")
-        # money is integer fen: a float or a bool here is a mistake in the file, not something to round
-        if not _is_int(self.reserve_fen) or self.reserve_fen < 0:
-            problems.append("reserve_fen must be an integer >= 0 (fen)")
-        if self.beneficiary_area not in AREAS or self.use_scope not in AREAS:
-            problems.append(f"beneficiary_area and use_scope must be one of {AREAS}")
-        for name in ("max_spouses", "max_beneficiaries", "max_authorizers"):
-            value = getattr(self, name)
-            if value is not None and (not _is_int(value) or value < 1):
-                problems.append(f"{name} must be absent or an integer >= 1")
-        for name in ("one_father_one_mother", "multi_authorizer_settlement", "end_on_pause", "contributions"):
-            if not isinstance(getattr(self, name), bool):
-                problems.append(f"{name} must be true or false")
-        if not self.proof or not self.proof <= {"registry", "materials", "commitment"}:
-            problems.append("proof must be a subset of registry, materials, commitment")
-        if self.review not in ("auto", "manual"):
-            problems.append("review must be auto or manual")
-        if not set(self.required_materials) <= MATERIAL_KINDS.keys():
-            problems.append("required_materials has an unknown kind")
-        if not _is_int(self.manual_review_days) or self.manual_review_days < 1:
-            problems.append("manual_review_days must be an integer >= 1")
+        for f in fields(self):
+            problem = FIELD_CHECKS[f.name](getattr(self, f.name))
+            if problem:
+                problems.append(f"{f.name}: {problem}")
         if problems:
             raise PolicyError("; ".join(problems))
 
     def to_public(self) -> dict:
-        """What GET /policy shows a person."""
+        """What GET /policy and GET /policies show a person (the coverage checker)."""
         return {
             "province_code": self.province_code, "name": self.name, "app_name": self.app_name,
+            "channel_path": self.channel_path,
             "relations": [{"value": r, "label": RELATIONS[r]} for r in RELATIONS if r in self.relations],
             "shareable": self.shareable, "reserve_fen": self.reserve_fen,
             "beneficiary_area": self.beneficiary_area, "use_scope": self.use_scope,
             "use_scope_label": AREA_NAMES[self.use_scope],
+            "max_spouses": self.max_spouses, "one_father_one_mother": self.one_father_one_mother,
             "max_beneficiaries": self.max_beneficiaries, "max_authorizers": self.max_authorizers,
             "required_materials": [{"value": k, "label": MATERIAL_KINDS[k]} for k in self.required_materials],
-            "proof": sorted(self.proof), "review_mode": self.review, "manual_review_days": self.manual_review_days,
+            "proof": sorted(self.proof), "review_mode": self.review, "review_label": REVIEW_MODES[self.review],
+            "manual_review_days": self.manual_review_days,
             "multi_authorizer_settlement": self.multi_authorizer_settlement,
+            "validity_window": self.validity_window, "per_payment_limit": self.per_payment_limit,
+            "consent_age": self.consent_age, "consent_days": self.consent_days if self.consent_age else None,
             "end_on_pause": self.end_on_pause, "contributions": self.contributions,
         }
+
+
+def _one_of(values):
+    return lambda v: None if isinstance(v, str) and v in values else f"must be one of {sorted(values)}"
+
+
+def _text(required: bool):
+    return lambda v: None if isinstance(v, str) and (v or not required) else \
+        ("must be a non-empty string" if required else "must be a string")
+
+
+def _flag(v) -> str | None:
+    return None if isinstance(v, bool) else "must be true or false"
+
+
+def _count(minimum: int, optional: bool):
+    def check(v):
+        if v is None and optional:
+            return None
+        if _is_int(v) and v >= minimum:
+            return None
+        return ("absent or " if optional else "") + f"an integer >= {minimum}"
+    return lambda v: None if check(v) is None else "must be " + check(v)
+
+
+def _subset(allowed, non_empty: bool = True):
+    def check(v):
+        if (non_empty and not v) or not set(v) <= set(allowed):
+            return ("a non-empty " if non_empty else "a ") + f"subset of {sorted(allowed)}"
+        return None
+    return lambda v: None if check(v) is None else "must be " + check(v)
+
+
+def _province_code(v) -> str | None:
+    return None if isinstance(v, str) and len(v) == 2 and v.isdigit() else "must be two digits"
+
+
+# One check per field, by name: a value a check does not know is refused with the field named. A block added to
+# Policy adds its checks here (tests/test_provinces.py holds every field to having one).
+FIELD_CHECKS = {
+    "province_code": _province_code, "name": _text(True), "app_name": _text(False), "channel_path": _text(False),
+    "relations": _subset(RELATIONS),
+    "shareable": _one_of({"all", "prior_year"}),
+    # money is integer fen: a float or a bool here is a mistake in the file, not something to round
+    "reserve_fen": lambda v: None if _is_int(v) and v >= 0 else "must be an integer >= 0 (fen)",
+    "beneficiary_area": _one_of(set(AREAS)), "use_scope": _one_of(set(AREAS)),
+    "max_spouses": _count(1, True), "one_father_one_mother": _flag,
+    "max_beneficiaries": _count(1, True), "max_authorizers": _count(1, True),
+    "proof": _subset({"registry", "materials", "commitment"}),
+    "review": _one_of(set(REVIEW_MODES)),
+    "required_materials": _subset(MATERIAL_KINDS, non_empty=False),
+    "manual_review_days": _count(1, False),
+    "multi_authorizer_settlement": _flag, "validity_window": _flag, "per_payment_limit": _flag,
+    "consent_age": _count(1, True), "consent_days": _count(1, False),
+    "end_on_pause": _flag, "contributions": _flag,
+    "outpatient_pooling": lambda v: None if isinstance(v, OutpatientPooling) else "must be a table",
+}
+KNOWN_FIELDS = frozenset(f.name for f in fields(Policy))
+REQUIRED_FIELDS = frozenset(f.name for f in fields(Policy) if f.default is MISSING and f.default_factory is MISSING)
 
 
 def _is_int(value) -> bool:
@@ -154,11 +225,15 @@ def _strings(value, name: str) -> tuple[str, ...]:
 
 
 def load_policy_file(path: Path) -> Policy:
+    """The policy of a file, or PolicyError naming the file and each bad field ("62.toml: consent_age: …")."""
     with open(path, "rb") as fh:
         data = tomllib.load(fh)
     if data.get("province_code") != path.stem:
-        raise PolicyError(f"province_code {data.get('province_code')!r} does not match the file name")
-    return Policy.from_dict(data)
+        raise PolicyError(f"{path.name}: province_code {data.get('province_code')!r} does not match the file name")
+    try:
+        return Policy.from_dict(data)
+    except PolicyError as exc:
+        raise PolicyError(f"{path.name}: {exc}") from None
 
 
 # --- facts ---------------------------------------------------------------------------------------------------
@@ -356,11 +431,13 @@ class ReviewOutcome:
 def review_outcome(policy: Policy, kinship_confirmed: bool, material_kinds: set[str]) -> ReviewOutcome:
     """R4 and R11: approve what the registry confirms, send proof to a reviewer, reject what has neither."""
     if kinship_confirmed and "registry" in policy.proof:
-        if policy.review == "auto":
+        if policy.review in ("auto", "none"):
             return ReviewOutcome("approved")
         return ReviewOutcome("manual_review", "MANUAL_REVIEW_REQUIRED")
-    has_proof = ("materials" in policy.proof and bool(material_kinds & PROOF_KINDS)) or \
-                ("commitment" in policy.proof and "commitment_letter" in material_kinds)
+    committed = "commitment" in policy.proof and "commitment_letter" in material_kinds
+    if committed and policy.review == "none":  # 承诺制 (山东, 陕西): the signed 承诺书 is the proof, no reviewer
+        return ReviewOutcome("approved")
+    has_proof = ("materials" in policy.proof and bool(material_kinds & PROOF_KINDS)) or committed
     if has_proof:
         return ReviewOutcome("manual_review", "PROOF_UNDER_REVIEW")
     return ReviewOutcome("rejected", "KINSHIP_NOT_CONFIRMED")
@@ -370,6 +447,32 @@ def review_deadline(policy: Policy | None, entered_manual_review_at: dt.datetime
     """审核时限: the policy's days from entering manual review (the default where the region has no policy)."""
     days = policy.manual_review_days if policy else DEFAULT_MANUAL_REVIEW_DAYS
     return entered_manual_review_at + dt.timedelta(days=days)
+
+
+# --- R13: the beneficiary's own consent -------------------------------------------------------------------------
+
+def age_on(birth: dt.date, today: dt.date) -> int:
+    """Whole years of age on `today` (a birthday counts on its day)."""
+    return _years_between(birth, today)
+
+
+def consent_rule(*policies: Policy | None) -> tuple[int, int] | None:
+    """(consent_age, consent_days) where any of the policies (the authorizer's, the beneficiary's) asks for the
+    beneficiary's own consent: the youngest such age, and the days of the policy that sets it; None otherwise."""
+    asking = [p for p in policies if p is not None and p.consent_age is not None]
+    if not asking:
+        return None
+    strictest = min(asking, key=lambda p: p.consent_age)
+    return strictest.consent_age, strictest.consent_days
+
+
+def consent_needed(beneficiary_birth: dt.date, today: dt.date, *policies: Policy | None) -> int | None:
+    """R13: the days the beneficiary has to answer when he must consent himself (old enough where a policy
+    asks), None when he skips the step (too young, or no policy asks)."""
+    rule = consent_rule(*policies)
+    if rule is None or age_on(beneficiary_birth, today) < rule[0]:
+        return None
+    return rule[1]
 
 
 # --- R7–R10: settlement ---------------------------------------------------------------------------------------

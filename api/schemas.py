@@ -245,25 +245,49 @@ class LabelledValue(Schema):
 
 
 class PolicyOut(Schema):
-    """Policy.to_public(): what a person may read of his region's rules."""
+    """Policy.to_public(): what a person may read of a region's rules (his own, or any in the coverage checker)."""
     province_code = fields.String()
     name = fields.String()
-    app_name = fields.String()
+    app_name = fields.String(metadata={"description": "the channel people use there (粤医保, 随申办 …)"})
+    channel_path = fields.String(metadata={"description": "where in that channel, as the sources give it"})
     relations = fields.List(fields.Nested(LabelledValue))
-    shareable = fields.String(metadata={"description": "all | prior_year (历年账户 only)"})
-    reserve_fen = fields.Integer()
-    beneficiary_area = fields.String()
-    use_scope = fields.String()
+    shareable = fields.String(validate=validate.OneOf(["all", "prior_year"]),
+                              metadata={"description": "all | prior_year (历年账户 only)"})
+    reserve_fen = fields.Integer(metadata={"description": "what stays in the authorizer's account (分)"})
+    beneficiary_area = fields.String(validate=validate.OneOf(list(policy.AREAS)),
+                                     metadata={"description": "where the beneficiary must be insured: "
+                                                              + " | ".join(policy.AREAS)})
+    use_scope = fields.String(validate=validate.OneOf(list(policy.AREAS)), metadata={"description": " | ".join(
+        policy.AREAS)})
     use_scope_label = fields.String()
-    max_beneficiaries = fields.Integer(allow_none=True)
-    max_authorizers = fields.Integer(allow_none=True)
+    max_spouses = fields.Integer(allow_none=True)
+    one_father_one_mother = fields.Boolean()
+    max_beneficiaries = fields.Integer(allow_none=True, metadata={"description": "per authorizer; null: no cap"})
+    max_authorizers = fields.Integer(allow_none=True, metadata={"description": "per beneficiary; null: no cap"})
     required_materials = fields.List(fields.Nested(LabelledValue))
-    proof = fields.List(fields.String())
-    review_mode = fields.String(metadata={"description": "auto | manual"})
+    proof = fields.List(fields.String(validate=validate.OneOf(["registry", "materials", "commitment"])))
+    review_mode = fields.String(validate=validate.OneOf(list(policy.REVIEW_MODES)),
+                                metadata={"description": "auto | manual | none (承诺制, no reviewer)"})
+    review_label = fields.String()
     manual_review_days = fields.Integer()
     multi_authorizer_settlement = fields.Boolean()
     end_on_pause = fields.Boolean(metadata={"description": "R14: a paused authorizer's bindings end (西安: false)"})
     contributions = fields.Boolean(metadata={"description": "R15: 居民医保 代缴 from the account is offered"})
+    validity_window = fields.Boolean(metadata={"description": "the channel asks for 授权起止日期 (江苏, 贵州)"})
+    per_payment_limit = fields.Boolean(metadata={"description": "a 单次最高支付额度 per member is offered (山西)"})
+    consent_age = fields.Integer(allow_none=True, metadata={
+        "description": "R13: beneficiaries this old or older confirm themselves (甘肃/海南/新疆: 16); null: never"})
+    consent_days = fields.Integer(allow_none=True, metadata={"description": "R13: days to answer; null: no step"})
+    # R15 代缴 adds its fields here (its own block)
+
+
+class PoliciesArgs(Schema):
+    province = fields.String(load_default=None, validate=validate.Regexp(r"^[0-9]{2}$"),
+                             metadata={"description": "two-digit province code (62 甘肃); absent: every region"})
+
+
+class PoliciesAnswer(Schema):
+    items = fields.List(fields.Nested(PolicyOut), required=True)
 
 
 # --- materials --------------------------------------------------------------------------------------------------
@@ -296,6 +320,7 @@ REASON_CODES = [
     "KINSHIP_NOT_CONFIRMED", "PROOF_UNDER_REVIEW", "MANUAL_REVIEW_REQUIRED", "AUTO_REVIEW_FAILED",
     "REJECTED_BY_REVIEWER", "REVIEW_EXPIRED", "WITHDRAWN_BY_APPLICANT",
     *policy.END_CODES,  # R14: a registry change rejected it
+    "CONSENT_DECLINED", "CONSENT_EXPIRED",  # R13: the beneficiary said no, or nothing in time
 ]
 BINDING_STATUSES = ["active", "revoked", "ended"]  # ended: R14, by a registry change (end_code says why)
 NOTIFICATION_KINDS = list(notifications.KINDS)
@@ -376,6 +401,8 @@ class ApplicationOut(Schema):
     created_at = fields.String()
     decided_at = fields.String(allow_none=True)
     review_due_at = fields.String(allow_none=True)
+    consent_due_at = fields.String(allow_none=True, metadata={
+        "description": "R13, while awaiting_consent: the beneficiary answers by then, or the application expires"})
 
 
 @_out

@@ -2,7 +2,10 @@
 and 记录, each read from the person's own region policy and data."""
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from api import policy
+from api.errors import ApiError
 from api.extensions import db
 from api.masking import mask_name
 from api.messages import message
@@ -23,7 +26,51 @@ def menu_reply(ctx: Ctx, greeting: bool = True) -> Reply:
     titles = dict(menu.TITLES)
     options = tuple(opt(intent, titles.get(intent) or BY_ID[intent].title) for intent in MENU)
     hello = say("GREETING", name=mask_name(ctx.person.name)) + "\n" if greeting else ""
+    waiting = _awaiting_my_consent(ctx.person)
+    if waiting:  # R13: what waits for his own answer comes first
+        hello += say("CONSENT_WAITING", count=len(waiting))
+        options = (opt("consent"), *options)
     return Reply(say("MENU", greeting=hello), options)
+
+
+# --- R13: the beneficiary's own consent (applications.answer_consent decides; the bot only asks and says) -------
+
+CONSENT_AGREE, CONSENT_DECLINE = "consent_agree:", "consent_decline:"
+
+
+def _awaiting_my_consent(person) -> list[Application]:
+    return list(db.session.scalars(select(Application).where(
+        Application.beneficiary_id == person.id, Application.status == "awaiting_consent")
+        .order_by(Application.created_at.desc(), Application.id.desc())))
+
+
+def consent_offer(ctx: Ctx) -> Reply:
+    """The newest application waiting for the person's own answer, with 同意 / 不同意."""
+    waiting = _awaiting_my_consent(ctx.person)
+    if not waiting:
+        return Reply(say("CONSENT_NONE"), (MENU_OPTION,))
+    app = waiting[0]
+    text = say("CONSENT_ASK", relation=policy.RELATIONS[policy.INVERSE[app.relation]],
+               name=mask_name(app.authorizer.name), receipt_no=app.receipt_no,
+               until=f"{app.consent_due_at.astimezone(SHANGHAI):%m月%d日 %H:%M}" if app.consent_due_at else "期限",
+               more=say("CONSENT_MORE", count=len(waiting) - 1) if len(waiting) > 1 else "")
+    return Reply(text, (opt(CONSENT_AGREE + app.id, "同意"), opt(CONSENT_DECLINE + app.id, "不同意"), MENU_OPTION))
+
+
+def is_consent_answer(value: str | None) -> bool:
+    return bool(value) and value.startswith((CONSENT_AGREE, CONSENT_DECLINE))
+
+
+def consent_answer(ctx: Ctx, value: str) -> list[Reply]:
+    """同意 / 不同意 tapped (or typed while offered): the service's answer, said; the next one waiting, if any."""
+    agree = value.startswith(CONSENT_AGREE)
+    app_id = value.split(":", 1)[1]
+    try:
+        applications.answer_consent(ctx.person, app_id, agree)
+    except ApiError as exc:
+        return [Reply(say("CONSENT_NOT_TAKEN", reason=message(exc.code)), (MENU_OPTION,))]
+    done = Reply(say("CONSENT_AGREED" if agree else "CONSENT_DECLINED"))
+    return [done, consent_offer(ctx)] if _awaiting_my_consent(ctx.person) else [done, menu_reply(ctx, greeting=False)]
 
 
 def _policy(ctx: Ctx) -> policy.Policy | None:
@@ -122,6 +169,8 @@ def usage(ctx: Ctx) -> str:
 
 # question intent → its answer (text, and the options offered after it)
 def answer(ctx: Ctx, intent: str) -> Reply:
+    if intent == "consent":
+        return consent_offer(ctx)
     if intent == "faq_family_account":
         return Reply(say("FAMILY_ACCOUNT"), (opt("family_binding", "办理家庭共济"), MENU_OPTION))
     text = {"faq_conditions": conditions, "faq_materials": materials_needed, "faq_scope": scope,

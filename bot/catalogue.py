@@ -110,6 +110,15 @@ PROMPTS: dict[str, str] = {
     "SCOPE_CROSS_YES": "\n跨省异地就医也可以使用。",
     "IMPERSONATION": "冒名就医风险：\n钱可以共济，码（卡）不能共用。\n家人看病买药，要出示他本人的医保卡或医保电子凭证。\n用别人的卡或码属于冒名就医，会被暂停医保联网结算 3 到 12 个月，\n骗取医保基金的还要退回并处 2 到 5 倍罚款，严重的追究刑事责任。",
     "REGION_UNKNOWN": "暂时查不到您所在地区的家庭共济政策。",
+    # R13: the beneficiary's own consent (the service decides; these only say it)
+    "CONSENT_ASK": "【{relation} {name}】申请将其职工医保个人账户与您家庭共济（受理编号 {receipt_no}）。\n"
+                   "按本地规定需要您本人确认，请在 {until} 前回复。\n您同意吗？{more}",
+    "CONSENT_MORE": "\n（另有 {count} 项待您确认，确认这一项后再显示。）",
+    "CONSENT_NONE": "您没有待确认的家庭共济申请。",
+    "CONSENT_AGREED": "好的，您已同意。申请已进入审核，结果会另行通知您和对方。",
+    "CONSENT_DECLINED": "好的，您已拒绝，这项申请已结束。对方会收到通知。",
+    "CONSENT_NOT_TAKEN": "没能办理：{reason}",
+    "CONSENT_WAITING": "您有 {count} 项家庭共济申请待您本人确认，请点选“待我确认”。\n",
 }
 
 OPTION_LABELS: dict[str, str] = {
@@ -117,7 +126,7 @@ OPTION_LABELS: dict[str, str] = {
     "retry": "重试", "resume": "继续上次办理", "restart": "重新开始", "skip": "跳过", "next": "下一步",
     "uploaded": "已上传", "unlimited": "不限", "confirm_unbind": "确认解除", "menu": "菜单",
     "edit:relation": "修改关系", "edit:name": "修改姓名", "edit:id_number": "修改身份证号", "edit:proof": "修改材料",
-    "edit:limit": "修改限额",
+    "edit:limit": "修改限额", "consent": "待我确认",
 }
 
 

@@ -138,6 +138,8 @@ def _idle(ctx: Ctx, said: Said, cmd: str | None) -> list[Reply]:
         return [Reply(say("IDLE_HELP")), answers.menu_reply(ctx, greeting=False)]
     if cmd == "menu":
         return [answers.menu_reply(ctx)]
+    if answers.is_consent_answer(said.value):  # 同意 / 不同意 of a consent offer (R13)
+        return answers.consent_answer(ctx, said.value)
     intent = BY_ID.get(said.value) if said.value is not None else None
     if intent is None:
         intent = match(said.text)

@@ -21,6 +21,8 @@ class Intent:
 
 INTENTS: tuple[Intent, ...] = (
     Intent("human", "人工服务", ("人工服务", "转人工", "人工", "客服", "打电话")),
+    # R13: "同意" / "不同意" typed without the options shown: the pending request is shown again with them
+    Intent("consent", "待我确认", ("待我确认", "确认共济", "共济确认", "待确认", "不同意", "同意")),
     Intent("family_unbinding", "亲情账号解绑", ("亲情账号解绑", "解绑", "解除", "退出共济", "取消共济", "取消绑定",
                                              "不想给他用", "不给他用了")),
     Intent("application_status", "办理进度查询", ("办理进度", "进度", "审核到哪", "审核结果", "审核通过了吗",

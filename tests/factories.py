@@ -38,6 +38,18 @@ def load_policies() -> None:
     db.session.commit()
 
 
+def set_policy(province_code: str, **changes) -> None:
+    """Changes fields of a loaded region policy, as a registry import of an edited file would (a new version)."""
+    from api.models import utcnow
+    row = db.session.get(RegionPolicy, province_code)
+    row.data = {**row.data, **changes}
+    row.updated_at = utcnow()
+    db.session.commit()
+
+
+RELATIONS_2021 = ["spouse", "parent", "child"]  # 国办发〔2021〕14号; no province keeps it since 2024-12 (N4)
+
+
 def person(name: str = "张三", insurance_type: str = "employee", status: str = "normal",
            region_code: str = "440106", balance_fen: int | None = 500000, prior_year_fen: int | None = None,
            birth: dt.date = dt.date(1970, 1, 1), male: bool = True, phone: str = "13800138000",

@@ -269,7 +269,8 @@ def test_refusals_from_the_policy_engine(client, family):
     r = client.post(URL, json={"beneficiary_name": "张冒名", "beneficiary_id_number": wife.id_number,
                                "relation": "spouse"}, headers=person_headers(family.husband))
     assert r.status_code == 422 and r.json["error"]["code"] == "BENEFICIARY_NAME_MISMATCH"
-    # 上海 admits only 配偶/父母/子女
+    # a region that admits only 配偶/父母/子女 (上海 did until 2025; no province since 2024-12, N4)
+    factories.set_policy("31", relations=factories.RELATIONS_2021)
     sh = factories.person("陈上海", region_code="310104", balance_fen=100000, prior_year_fen=50000)
     sh_brother = factories.person("陈浦东", insurance_type="resident", balance_fen=None, region_code="310115")
     r = apply(client, sh, sh_brother, "sibling")

@@ -169,8 +169,11 @@ def test_answers_read_the_persons_region_policy(client, family):
     assert "跨省异地就医也可以使用" in chat.text
     shanghai = factories.person("陈伟", region_code="310104", balance_fen=200000, prior_year_fen=50000)
     chat = Chat(client, shanghai)
+    chat.say("条件")  # 上海: 近亲属 since 2025-07 at the latest (SH2, A), within the city
+    assert "外孙子女。" in chat.text and "兄弟姐妹" in chat.text and "同一个市" in chat.text
+    factories.set_policy("31", relations=factories.RELATIONS_2021)  # a region that keeps the 2021 set
     chat.say("条件")
-    assert "配偶、父母、子女。" in chat.text and "兄弟姐妹" not in chat.text and "同一个市" in chat.text
+    assert "配偶、父母、子女。" in chat.text and "兄弟姐妹" not in chat.text
     chat.say("我开通了亲情账户")
     assert "亲情账户" in chat.text and "自己的钱" in chat.text and "family_binding" in chat.options.values()
     chat.tap("family_binding")

@@ -139,7 +139,8 @@ def test_refusals_come_before_the_summary_with_the_engines_words(client, family)
     assert message("BENEFICIARY_OUT_OF_AREA") in chat.text and chat.step[1] == "id_number"
     assert "请核对" not in chat.text.split(message("BENEFICIARY_OUT_OF_AREA"))[0]
 
-    # 上海 admits 配偶/父母/子女 only
+    # a region that admits 配偶/父母/子女 only (上海 did until 2025; no province since 2024-12, N4)
+    factories.set_policy("31", relations=factories.RELATIONS_2021)
     shanghai = factories.person("陈伟", region_code="310104", balance_fen=200000, prior_year_fen=50000)
     chat = Chat(client, shanghai)
     chat.tap("family_binding")

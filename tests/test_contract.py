@@ -18,7 +18,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, respons
                                                response_schema_conformance, status_code_conformance)
 
 from api.extensions import db
-from api.models import Material, Notification, ResidentContribution
+from api.models import Application, Material, Notification, ResidentContribution, utcnow
 from tests import factories
 from tests.conftest import _empty_everything
 from tests.lifecycle_helpers import person_headers, run_worker, staff_headers
@@ -82,7 +82,13 @@ def world(app):
         paid = client.post(f"/api/v1/bindings/{detail['binding_id']}/contributions", headers=person,
                            json={"year": 2026, "commitment": True})
         assert paid.status_code == 201, paid.json
-        ids = {"application_id": [accepted.json["id"], pending.json["id"], submitted.json["id"]],
+        # R13: an application of a 甘肃 sibling waiting for the husband's own consent (made as submit would leave it)
+        gansu = factories.person("王建民", region_code="620102", balance_fen=100000)
+        waiting = Application(authorizer_id=gansu.id, beneficiary_id=husband.id, relation="sibling", channel="web",
+                              status="awaiting_consent", consent_due_at=utcnow() + dt.timedelta(days=7))
+        db.session.add(waiting)
+        db.session.commit()
+        ids = {"application_id": [accepted.json["id"], pending.json["id"], submitted.json["id"], waiting.id],
                "binding_id": [detail["binding_id"]],
                "notification_id": [n.id for n in db.session.query(Notification).filter_by(person_id=husband.id)],
                "material_id": [m.id for m in db.session.query(Material)],

@@ -5,6 +5,7 @@ import ast
 import datetime as dt
 import itertools
 import re
+import dataclasses
 import tomllib
 from pathlib import Path
 
@@ -53,11 +54,13 @@ def test_demo_policies_differ_as_the_real_regions_do():
     p = POLICIES
     assert (p["44"].shareable, p["44"].beneficiary_area, p["44"].use_scope) == ("all", "province", "province")
     assert "commitment" in p["44"].proof
-    assert p["31"].relations == {"spouse", "parent", "child"}
+    # 上海 has admitted 近亲属 since 2025-07 at the latest (SH2, grade A): no province keeps the 2021 set
+    assert p["31"].relations == set(RELATIONS)
     assert (p["31"].shareable, p["31"].beneficiary_area, p["31"].multi_authorizer_settlement) == \
         ("prior_year", "pooling", False)
     assert (p["33"].shareable, p["33"].max_authorizers, p["33"].use_scope) == ("prior_year", 1, "national")
-    assert (p["14"].reserve_fen, p["14"].beneficiary_area, p["14"].review) == (100000, "national", "manual")
+    # 山西: 参加山西省职工或居民医保 (domain R2, grade B): the beneficiary is insured in the province
+    assert (p["14"].reserve_fen, p["14"].beneficiary_area, p["14"].review) == (100000, "province", "manual")
     assert (p["37"].max_beneficiaries, p["37"].max_authorizers) == (8, 1)
 
 
@@ -132,9 +135,10 @@ R2_CASES = [
     ("33", "330102", "310101", dict(), "BENEFICIARY_OUT_OF_AREA"),
     ("37", "370902", "370102", dict(), None),
     ("37", "370902", "140105", dict(), "BENEFICIARY_OUT_OF_AREA"),
-    # 山西: insured anywhere
-    ("14", "140105", "440104", dict(), None),
-    ("14", "140105", "650102", dict(insurance_type="resident", has_account=False), None),
+    # 山西: 参加山西省职工或居民医保 (domain R2, B; the demo once admitted the whole country)
+    ("14", "140105", "140702", dict(), None),
+    ("14", "140105", "440104", dict(), "BENEFICIARY_OUT_OF_AREA"),
+    ("14", "140105", "650102", dict(insurance_type="resident", has_account=False), "BENEFICIARY_OUT_OF_AREA"),
 ]
 
 
@@ -154,8 +158,10 @@ def test_r2_beneficiary(region, auth_region, ben_region, overrides, expected):
 
 ADMITTED = {
     "44": set(ALL_RELATIONS), "33": set(ALL_RELATIONS), "14": set(ALL_RELATIONS), "37": set(ALL_RELATIONS),
-    "31": {"spouse", "parent", "child"},
+    "31": set(ALL_RELATIONS),  # 近亲属 by 2025-07 (SH2, A)
 }
+# The 2021 set (配偶/父母/子女) that no province keeps since 2024-12 (N4, A): RELATION_NOT_ALLOWED is exercised on it.
+BEFORE_2024 = dataclasses.replace(POLICIES["31"], relations=frozenset({"spouse", "parent", "child"}))
 
 
 @pytest.mark.parametrize("region,relation,expected", [
@@ -169,8 +175,8 @@ def test_r3_relation_per_region(region, relation, expected):
     assert relation_refusal(POLICIES[region], relation, facts(HOME[region]), resident(HOME[region]), [], []) == expected
 
 
-def test_r3_sibling_refused_in_shanghai_and_admitted_in_guangdong():
-    assert relation_refusal(POLICIES["31"], "sibling", facts("310101"), resident("310101"), [], []) == \
+def test_r3_sibling_refused_under_the_2021_set_and_admitted_in_guangdong():
+    assert relation_refusal(BEFORE_2024, "sibling", facts("310101"), resident("310101"), [], []) == \
         "RELATION_NOT_ALLOWED"
     assert relation_refusal(POLICIES["44"], "sibling", facts("440104"), resident("440104"), [], []) is None
 
@@ -251,7 +257,7 @@ def test_r3_sex_comes_from_the_17th_digit():
 
 
 def test_application_refusal_order():
-    p = POLICIES["31"]
+    p = BEFORE_2024  # 上海's rules with the 2021 relation set, so that a relation can still be refused
     bad_authorizer = facts("310101", status="suspended")
     good_authorizer = facts("310101")
     out_of_area = facts("440104", birth=dt.date(1999, 9, 9))
@@ -322,9 +328,11 @@ REVIEW_CASES = [
     # 承诺制 only where the policy accepts a commitment letter
     ("44", False, {"commitment_letter"}, "manual_review", "PROOF_UNDER_REVIEW"),
     ("33", False, {"commitment_letter"}, "manual_review", "PROOF_UNDER_REVIEW"),
-    ("37", False, {"commitment_letter"}, "manual_review", "PROOF_UNDER_REVIEW"),
-    ("31", False, {"commitment_letter"}, "rejected", "KINSHIP_NOT_CONFIRMED"),
-    ("14", False, {"commitment_letter"}, "rejected", "KINSHIP_NOT_CONFIRMED"),
+    # 山东: 承诺制 without approval (SD1, B): the signed letter is enough
+    ("37", False, {"commitment_letter"}, "approved", None),
+    # 上海's 组建家庭共济网承诺书 and 山西's hand-signed 承诺书 (domain §3.2, §3.4, B): a reviewer reads them
+    ("31", False, {"commitment_letter"}, "manual_review", "PROOF_UNDER_REVIEW"),
+    ("14", False, {"commitment_letter"}, "manual_review", "PROOF_UNDER_REVIEW"),
     # identity documents alone prove no relation
     *[(r, False, {"id_card", "insurance_card"}, "rejected", "KINSHIP_NOT_CONFIRMED") for r in ALL_REGIONS],
     *[(r, False, set(), "rejected", "KINSHIP_NOT_CONFIRMED") for r in ALL_REGIONS],

@@ -81,10 +81,10 @@ def snapshot() -> dict:
 def test_demo_registry_imports(runner):
     result = run_import(runner, DEMO)
     assert result.exit_code == 0, result.output
-    assert db.session.scalar(select(func.count()).select_from(Person)) == 24
+    assert db.session.scalar(select(func.count()).select_from(Person)) == 34
     assert db.session.scalar(select(func.count()).select_from(Institution)) == 9
-    assert db.session.scalar(select(func.count()).select_from(Kinship)) == 18
-    assert {p.province_code for p in db.session.scalars(select(RegionPolicy))} == {"14", "31", "33", "37", "43", "44"}
+    assert db.session.scalar(select(func.count()).select_from(Kinship)) == 25
+    assert len({p.province_code for p in db.session.scalars(select(RegionPolicy))}) == 32  # 31 provinces, 兵团
     assert ledger.check() == []
 
     assert ledger.balance_of(person(demo_number("李建国"))) == (680000, 680000)   # no prior column: all of it
@@ -93,8 +93,8 @@ def test_demo_registry_imports(runner):
     assert ledger.has_account(zero) and ledger.balance_of(zero) == (0, 0)        # an account of 0 is an account
     assert not ledger.has_account(person(demo_number("王秀英")))                  # residents have none
     kinds = [t.kind for t in db.session.scalars(select(LedgerTransaction))]
-    assert kinds.count("registry_load") == 12                                    # 13 employees, one at 0
-    assert kinds.count("account_credit") == 5 and len(kinds) == 17               # account_credits.csv
+    assert kinds.count("registry_load") == 16                                    # 17 employees, one at 0
+    assert kinds.count("account_credit") == 5 and len(kinds) == 21               # account_credits.csv
     # 2025-12 is 历年; 2026-01/02 are 当年 in 2026 and 历年 from 2027 on
     prior_credits = 18000 + (38000 if local_today().year > 2026 else 0)
     assert ledger.balance_of(person(demo_number("孙强"))) == (420000 + 56000, 420000 + prior_credits)
@@ -102,8 +102,8 @@ def test_demo_registry_imports(runner):
     assert db.session.scalar(select(LedgerAccount.balance_fen)
                              .where(LedgerAccount.code == ledger.REGISTRY_ACCOUNT)) == \
         -sum(ledger.balance_of(p)[0] for p in db.session.scalars(select(Person)))
-    assert "persons.csv: 新增 24" in result.output
-    assert "persons.csv: 校验 24/24" in result.stderr  # the progress line
+    assert "persons.csv: 新增 34" in result.output
+    assert "persons.csv: 校验 34/34" in result.stderr  # the progress line
 
 
 def test_second_import_changes_nothing(runner):
@@ -112,8 +112,8 @@ def test_second_import_changes_nothing(runner):
     result = run_import(runner, DEMO)
     assert result.exit_code == 0, result.output
     assert snapshot() == before
-    assert "persons.csv: 新增 0，更新 0，未变 24" in result.output
-    assert "kinship.csv: 新增 0，更新 0，未变 18" in result.output
+    assert "persons.csv: 新增 0，更新 0，未变 34" in result.output
+    assert "kinship.csv: 新增 0，更新 0，未变 25" in result.output
     assert "account_credits.csv: 新增 0，更新 0，未变 5" in result.output
     # persons.csv holds the balances before the credits: the three credited people are reconciliation lines
     assert "对账：persons.csv 中 3 人的登记余额与账本不符，未调整" in result.output
@@ -136,7 +136,7 @@ def test_changed_rows_update_but_a_changed_balance_is_only_reported(runner, tmp_
     write_csv(registry / "persons.csv", rows[0], rows[1:])
     result = run_import(runner, registry)
     assert result.exit_code == 0, result.output
-    assert "persons.csv: 新增 0，更新 1，未变 23" in result.output
+    assert "persons.csv: 新增 0，更新 1，未变 33" in result.output
     assert ("persons.csv:2: 对账 440106********0035 余额 登记 700000 分 / 账本 680000 分 / 差额 +20000 分；"
             "其中历年 登记 600000 分 / 账本 680000 分 / 差额 -80000 分") in result.output
     assert number not in result.output
@@ -295,7 +295,7 @@ def test_bad_relation_is_refused(runner, tmp_path):
     assert result.exit_code != 0
     assert any(line.startswith("kinship.csv:3:") and "relation" in line for line in result.output.splitlines())
     assert db.session.scalar(select(func.count()).select_from(Kinship)) == 0
-    assert db.session.scalar(select(func.count()).select_from(Person)) == 24  # persons.csv loaded
+    assert db.session.scalar(select(func.count()).select_from(Person)) == 34  # persons.csv loaded
 
 
 def test_kinship_rows_are_checked(runner, tmp_path):
@@ -327,7 +327,7 @@ def test_changed_relation_updates(runner, tmp_path):
     write_csv(registry / "kinship.csv", rows[0], rows[1:])
     result = run_import(runner, registry)
     assert result.exit_code == 0, result.output
-    assert "kinship.csv: 新增 0，更新 1，未变 17" in result.output
+    assert "kinship.csv: 新增 0，更新 1，未变 24" in result.output
     assert db.session.scalar(select(Kinship.relation).where(Kinship.id_number_a == a)) == "spouse"
 
 
@@ -377,7 +377,9 @@ def test_bad_policy_file_is_skipped_alone(runner, tmp_path):
     result = run_import(runner, registry)
     assert result.exit_code != 0
     assert "policies/31.toml: " in result.output and "policies/32.toml:" in result.output
-    assert set(db.session.scalars(select(RegionPolicy.province_code))) == {"14", "33", "37", "43", "44"}
+    assert set(db.session.scalars(select(RegionPolicy.province_code))) == \
+        {p.stem for p in (registry / "policies").glob("*.toml")} - {"31", "32"}  # 30 of the 32
+    assert "policies/31.toml: 政策无效：31.toml: relations: must be a non-empty subset" in result.output  # file, field
     assert "persons.csv:2:" in result.output  # no policy for 31 now
     policy = db.session.get(RegionPolicy, "44")
     assert policy.name == "广东省" and policy.data["reserve_fen"] == 0

@@ -1,6 +1,8 @@
 """Binding applications (共济申请): submit and withdraw, and the one transition every step of the life cycle takes."""
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -12,9 +14,10 @@ from api.models import Application, ApplicationEvent, Binding, Person, StaffUser
 from api.services import notifications, tx
 from api.services.application_notices import STATUS_LABELS, announce  # noqa: F401  (STATUS_LABELS: views)
 from api.services.logins import normalize_name
-from api.services.people import facts_of, person_by_id_number, policy_for
+from api.services.people import facts_of, person_by_id_number, policy_for, policy_or_none
 from api.services.rule_facts import refusal_for
 from api.services.tx import transactional
+from api.timefmt import local_today
 
 FINAL = ("approved", "rejected", "withdrawn", "expired")
 
@@ -28,7 +31,7 @@ def record_event(app: Application, status: str, actor: str, code: str | None = N
 
 def decide(app: Application, status: str, actor: str, code: str | None, from_status: str,
            reason: str | None = None, channels: dict[int, str] | None = None,
-           policy_: policy.Policy | None = None) -> None:
+           policy_: policy.Policy | None = None, notice: str | None = None) -> None:
     """Moves app from `from_status` to `status` (conditionally: a concurrent change wins, CONFLICT) with its
     effects: the timeline entry, the binding of an approval, the people's notices. Entering manual review sets
     its deadline from the authorizer's `policy_`.
@@ -41,7 +44,8 @@ def decide(app: Application, status: str, actor: str, code: str | None, from_sta
     moved = db.session.execute(update(Application).where(Application.id == app.id,
                                                          Application.status == from_status)
                                .values(status=status, reason_code=code, updated_at=now, binding_id=binding_id,
-                                       decided_at=now if status in FINAL else None, review_due_at=due),
+                                       decided_at=now if status in FINAL else None, review_due_at=due,
+                                       consent_due_at=None),
                                execution_options={"synchronize_session": False}).rowcount
     if not moved:
         raise ApiError("CONFLICT", 409)
@@ -52,7 +56,7 @@ def decide(app: Application, status: str, actor: str, code: str | None, from_sta
                                relation=app.relation, monthly_limit_fen=app.monthly_limit_fen,
                                per_payment_limit_fen=app.per_payment_limit_fen, valid_from=app.valid_from,
                                valid_until=app.valid_until, application_id=app.id))
-    announce(app, status, shown_reason, channels, due=due, binding_id=binding_id)
+    announce(app, status, shown_reason, channels, due=due, binding_id=binding_id, notice=notice)
 
 
 def _name_refusal(authorizer: Person, beneficiary: Person | None, name: str) -> str | None:
@@ -99,11 +103,15 @@ def submit(authorizer: Person, data: dict, channel: str, staff: StaffUser | None
         raise Refusal(code, "relation" if code.startswith(("RELATION", "SPOUSE", "PARENT")) else None)
     if policy.identity_documents_missing(policy_for(authorizer.region_code), channel, set(materials_seen or ())):
         raise Refusal("IDENTITY_DOCUMENTS_NOT_SEEN", "materials_seen")
+    consent_days = policy.consent_needed(idnumber.birth_date(beneficiary.id_number), local_today(),
+                                         policy_for(authorizer.region_code), policy_or_none(beneficiary.region_code))
     app = Application(authorizer_id=authorizer.id, beneficiary_id=beneficiary.id, relation=data["relation"],
                       monthly_limit_fen=data.get("monthly_limit_fen"),
                       per_payment_limit_fen=data.get("per_payment_limit_fen"),
                       valid_from=data.get("valid_from"), valid_until=data.get("valid_until"), channel=channel,
-                      created_by_staff_id=staff.id if staff else None, status="submitted",
+                      created_by_staff_id=staff.id if staff else None,
+                      status="submitted" if consent_days is None else "awaiting_consent",
+                      consent_due_at=None if consent_days is None else utcnow() + dt.timedelta(days=consent_days),
                       materials_seen=sorted(materials_seen) if materials_seen is not None else None)
     app.materials = list(materials or [])
     db.session.add(app)
@@ -112,6 +120,10 @@ def submit(authorizer: Person, data: dict, channel: str, staff: StaffUser | None
     except IntegrityError:  # a concurrent identical application won (unique pending pair)
         raise ApiError("DUPLICATE_APPLICATION", 409) from None
     record_event(app, "submitted", f"staff:{staff.username}" if staff else "applicant")
+    if consent_days is not None:  # R13: waits for the beneficiary's own answer; no review job takes it meanwhile
+        record_event(app, "awaiting_consent", "system")
+        announce(app, "awaiting_consent", due=app.consent_due_at)
+        return app
     announce(app, "submitted")
     unit = tx.current()
     unit.hand_notices_to_job()  # the review job sends the 受理 notices first thing: one job per application
@@ -130,6 +142,34 @@ def visible_to(person: Person, application_id: str) -> Application:
 def list_for(person: Person):
     return select(Application).where(or_(Application.authorizer_id == person.id,
                                          Application.beneficiary_id == person.id))
+
+
+@transactional
+def answer_consent(person: Person, application_id: str, agree: bool) -> Application:
+    """R13: the beneficiary's own answer. Agreement sends the application to review (its job enqueued after the
+    commit, as `submit` does); refusal ends it (CONSENT_DECLINED). Anyone but the beneficiary gets 404, as for an
+    application that does not exist; an answer too late, or a second one, is a 409 that says which."""
+    app = visible_to(person, application_id)
+    if app.beneficiary_id != person.id:
+        raise not_found()
+    if already := {"withdrawn": "APPLICATION_WITHDRAWN", "expired": "APPLICATION_EXPIRED"}.get(app.status):
+        raise ApiError(already, 409)
+    if app.status != "awaiting_consent":
+        raise ApiError("CONSENT_ANSWERED", 409)
+    if app.consent_due_at is not None and app.consent_due_at <= utcnow():
+        raise ApiError("APPLICATION_EXPIRED", 409)  # the sweeper has not come by yet: silence has run out
+    try:
+        if agree:
+            decide(app, "submitted", "beneficiary", None, from_status="awaiting_consent", notice="consent_given")
+            unit = tx.current()
+            unit.hand_notices_to_job()  # the review job sends them first thing, as after `submit`
+            unit.enqueue_after_commit(jobs.REVIEWS, jobs.REVIEW_APPLICATION, f"review-{app.id}", app.id)
+        else:
+            decide(app, "rejected", "beneficiary", "CONSENT_DECLINED", from_status="awaiting_consent",
+                   notice="consent_declined")
+    except ApiError:  # withdrawn, expired or answered meanwhile
+        raise ApiError("CONSENT_ANSWERED", 409) from None
+    return app
 
 
 @transactional

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 # every kind of notice, one place (the OpenAPI document's enum reads it): the steps of an application, the end of
 # a binding, each family payment and its refund (R12), a suspension of networked settlement and its lifting (R9)
-KINDS = (*(f"application_{status}" for status in ("submitted", "manual_review", "approved", "rejected", "withdrawn",
+KINDS = (*(f"application_{status}" for status in ("awaiting_consent", "submitted", "manual_review", "approved", "rejected", "withdrawn",
                                                   "expired")),
          "binding_revoked", "family_payment", "family_refund", "settlement_suspended", "settlement_resumed",
          "binding_ended", "contribution_paid")  # R14 automatic end, R15 代缴

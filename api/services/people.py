@@ -32,6 +32,13 @@ def policies_of(region_codes) -> dict[str, Policy]:
     return {code: _parsed[code][1] for code in versions}
 
 
+def all_policies() -> list[Policy]:
+    """Every region's policy, by province code (GET /policies, the coverage checker)."""
+    codes = db.session.scalars(select(RegionPolicy.province_code)).all()
+    found = policies_of(codes)
+    return [found[code] for code in sorted(found)]
+
+
 def policy_or_none(region_code: str) -> Policy | None:
     return policies_of([region_code]).get(region_code[:2])
 

@@ -29,6 +29,24 @@ def expire_overdue(now: dt.datetime | None = None) -> int:
             count += 1
         except ApiError:  # decided meanwhile
             pass
+    return count + expire_unanswered(now)
+
+
+def expire_unanswered(now: dt.datetime | None = None) -> int:
+    """R13: applications whose beneficiary did not answer by the policy's consent_days become `expired`."""
+    now = now or utcnow()
+    silent = db.session.scalars(select(Application.id).where(Application.status == "awaiting_consent",
+                                                             Application.consent_due_at <= now)).all()
+    db.session.rollback()
+    count = 0
+    for app_id in silent:
+        try:
+            with unit_of_work():
+                decide(db.session.get(Application, app_id), "expired", "system", "CONSENT_EXPIRED",
+                       "awaiting_consent", notice="consent_expired")
+            count += 1
+        except ApiError:  # answered or withdrawn meanwhile
+            pass
     return count
 
 

@@ -99,7 +99,7 @@ def dump_application(app, viewer_id: int, detail: bool = False) -> dict:
         "reason": None if app.reason_code is None else message(app.reason_code),
         "binding_id": app.binding_id,
         "created_at": local_iso(app.created_at), "decided_at": local_iso(app.decided_at),
-        "review_due_at": local_iso(app.review_due_at),
+        "review_due_at": local_iso(app.review_due_at), "consent_due_at": local_iso(app.consent_due_at),
     }
     if detail:
         body["timeline"] = TimelineEntry(many=True).dump(app.events)
@@ -201,6 +201,25 @@ def withdraw(application_id):
     """申请人撤回（审核结果出来之前）."""
     person = current_person()
     return dump_application(applications.withdraw(person, application_id), person.id, detail=True)
+
+
+class ConsentIn(Schema):
+    agree = fields.Boolean(required=True, truthy={True}, falsy={False}, metadata={"description": "true 同意, false 不同意"})
+
+
+@blp.route("/bindings/applications/<application_id>/consent", methods=["POST"])
+@person_required
+@blp.doc(security=BEARER)
+@blp.arguments(ConsentIn)
+@blp.response(200, ApplicationDetail)
+@refusals(blp, PERSON_AUTH, JSON_BODY, s404="NOT_FOUND：不存在，或不是以本人为共济人员的申请（授权人本人也是 404）",
+          s409="CONSENT_ANSWERED：已确认过或不在待确认状态；APPLICATION_WITHDRAWN：已撤回；"
+               "APPLICATION_EXPIRED：已超过确认期限")
+def consent(data, application_id):
+    """共济人员本人确认（R13，甘肃/海南/新疆 16 周岁以上）: agree → 进入审核; disagree → 申请结束 (CONSENT_DECLINED)."""
+    person = current_person()
+    return dump_application(applications.answer_consent(person, application_id, data["agree"]), person.id,
+                            detail=True)
 
 
 @blp.route("/bindings")

@@ -5,8 +5,8 @@ from api.auth import current_person, issue_voucher, person_required
 from api.extensions import db
 from api.messages import message
 from api.models import Binding
-from api.schemas import (BEARER, FILE_ANSWER, PERSON_AUTH, Blueprint, MaterialOut, MaterialUpload, PersonSelf,
-                         PolicyOut, ServiceItem, VoucherOut, refusals)
+from api.schemas import (BEARER, FILE_ANSWER, PERSON_AUTH, QUERY, Blueprint, MaterialOut, MaterialUpload,
+                         PersonSelf, PoliciesAnswer, PoliciesArgs, PolicyOut, ServiceItem, VoucherOut, refusals)
 from api.services import materials, menu, people
 from api.timefmt import local_iso
 
@@ -51,6 +51,18 @@ def services():
 def region_policy():
     """本地区家庭共济政策: relations, scope, required materials, review mode."""
     return people.policy_for(current_person().region_code).to_public()
+
+
+@blp.route("/policies")
+@blp.arguments(PoliciesArgs, location="query")
+@blp.response(200, PoliciesAnswer)
+@refusals(blp, QUERY)
+def all_policies(args):
+    """各地家庭共济政策（无需登录）: every region's public rules — relations, shareable part, scope, caps, consent
+    age — for the coverage checker a person opens before he starts; `?province=62` for one region."""
+    items = [p.to_public() for p in people.all_policies()
+             if args["province"] is None or p.province_code == args["province"]]
+    return {"items": items}
 
 
 @blp.route("/materials", methods=["POST"])
