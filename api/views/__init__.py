@@ -2,8 +2,9 @@
 
 
 def register_blueprints(app, api) -> None:
-    from api.views import auth, bindings, bot, institution, ops, persons, staff, usage, wechat
+    from api.views import auth, bindings, bot, institution, ops, pages, persons, staff, usage, wechat, window
     app.register_blueprint(ops.bp)
     app.register_blueprint(wechat.bp)
-    for module in (auth, persons, bindings, usage, staff, institution, bot):
+    app.register_blueprint(pages.bp)
+    for module in (auth, persons, bindings, usage, staff, window, institution, bot):
         api.register_blueprint(module.blp)
