@@ -24,7 +24,7 @@ async function go(name, arg, back) {
   for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("on", b.dataset.go === name);
   document.body.dataset.view = name;
   const box = view();
-  box.replaceChildren(el("p", { class: "muted" }, "加载中…"));
+  fill(box, el("p", { class: "muted" }, "加载中…"));
   try {
     await VIEWS[name](box, arg);
   } catch (err) {
@@ -82,7 +82,7 @@ VIEWS.login = async (box) => {
   for (const p of people) (families[p.family] = families[p.family] || []).push(p);
   const name = el("input", { id: "login-name", autocomplete: "off" });
   const idNumber = el("input", { id: "login-id", autocomplete: "off", inputmode: "numeric" });
-  box.replaceChildren(
+  fill(box,
     el("div", { class: "card" }, el("h2", {}, "选择登录渠道"), el("div", { class: "channels" }, channelButtons),
        el("p", { class: "muted" }, "模拟渠道：登录码即渠道用户标识（openid）；首次登录需实名认证。")),
     error,
@@ -116,7 +116,7 @@ VIEWS.home = async (box) => {
     ? el("div", {}, el("div", { class: "muted" }, "个人账户余额"), el("div", { class: "balance money" }, yuan(me.account.balance_fen)),
          el("div", { class: "muted" }, `其中可共济 ${yuan(me.account.shareable_fen)}（历年 ${yuan(me.account.prior_year_fen)}）`))
     : el("p", { class: "muted" }, "居民医保没有个人账户，可以使用家人授权的职工医保个人账户。");
-  box.replaceChildren(
+  fill(box,
     el("div", { class: "card" }, el("h2", {}, `${me.name}，您好`),
        el("div", { class: "row" }, el("span", { class: "badge" }, me.insurance_type_label),
           el("span", { class: "badge " + (me.status === "normal" ? "ok" : "bad") }, me.status_label),
@@ -176,7 +176,7 @@ VIEWS.bind = async (box) => {
       go("app", answer.id);
     } catch (err) { showError(msg, err); e.target.disabled = false; }
   };
-  box.replaceChildren(
+  fill(box,
     el("div", { class: "card" },
       el("p", { class: "muted" }, `${region.name}：${region.relations.map((r) => r.label).join("、")}可以绑定；`
         + `${region.review_mode === "manual" ? "所有申请人工审核" : "登记能核实亲属关系的自动审核"}。`),
@@ -200,7 +200,7 @@ function statusBadge(status, label) {
 
 VIEWS.apps = async (box) => {
   const page = await api.get("/bindings/applications?limit=50");
-  box.replaceChildren(
+  fill(box,
     page.items.length ? null : el("p", { class: "muted" }, "还没有申请。"),
     page.items.map((a) => el("div", { class: "card", "data-application": a.id, onclick: () => go("app", a.id) },
       el("div", { class: "row" }, el("strong", {}, `${a.counterpart.relation_label} ${a.counterpart.name}`),
@@ -215,7 +215,7 @@ VIEWS.app = async (box, id) => {
   const withdraw = async () => {
     try { await api.post(`/bindings/applications/${id}/withdraw`); go("app", id, true); } catch (err) { showError(msg, err); }
   };
-  box.replaceChildren(
+  fill(box,
     el("div", { class: "card" },
       el("div", { class: "row" }, el("h2", {}, `${a.counterpart.relation_label} ${a.counterpart.name}`),
          statusBadge(a.status, a.status_label)),
@@ -270,7 +270,9 @@ function usageChart(byMonth, months) {
     add("text", { x: x + barW * 0.3, y: H - 6, "text-anchor": "middle" }, `${parseInt(m.slice(5), 10)}月`);
     if (v) add("text", { x: x + barW * 0.3, y: H - bottom - h - 4, "text-anchor": "middle" }, (v / 100).toFixed(0));
   });
-  return el("div", { class: "chart" }, svg);
+  const total = months.reduce((sum, m) => sum + (byMonth[m] || 0), 0);
+  return el("div", { class: "chart" }, el("div", { class: "muted" },
+    total ? `近六个月共使用 ${yuan(total)}（柱上数字单位：元）` : "近六个月还没有使用"), svg);
 }
 
 async function allUsage() {
@@ -320,7 +322,7 @@ VIEWS.bindings = async (box) => {
       active ? el("p", {}, el("button", { class: "danger", onclick: () => revoke(b) }, "解除绑定")) : null);
   };
   const me = state.me || await api.get("/me");
-  box.replaceChildren(msg,
+  fill(box, msg,
     el("h2", {}, "我授权的家人"),
     me.account ? el("p", { class: "muted" }, `可共济余额 ${yuan(me.account.shareable_fen)}`) : null,
     bindings.granted.length ? bindings.granted.map(card) : el("p", { class: "muted" }, "暂无。"),
@@ -331,7 +333,7 @@ VIEWS.bindings = async (box) => {
 
 VIEWS.usage = async (box) => {
   const items = await allUsage();
-  box.replaceChildren(items.length ? el("table", {},
+  fill(box, items.length ? el("table", {},
     el("thead", {}, el("tr", {}, el("th", {}, "时间"), el("th", {}, "机构"), el("th", {}, "使用人 / 授权人"), el("th", {}, "金额"))),
     el("tbody", {}, items.map((u) => el("tr", {},
       el("td", {}, when(u.at)), el("td", {}, u.institution.name),
@@ -342,7 +344,7 @@ VIEWS.usage = async (box) => {
 
 VIEWS.inbox = async (box) => {
   const page = await api.get("/notifications?limit=50");
-  box.replaceChildren(page.items.length ? null : el("p", { class: "muted" }, "没有消息。"),
+  fill(box, page.items.length ? null : el("p", { class: "muted" }, "没有消息。"),
     page.items.map((n) => el("div", { class: "card", "data-notification": n.kind },
       el("div", { class: "row" }, el("strong", {}, n.title), n.read ? null : el("span", { class: "badge warn" }, "未读")),
       el("div", {}, n.body), el("div", { class: "muted" }, when(n.created_at)),
@@ -368,7 +370,7 @@ VIEWS.voucher = async (box) => {
     clearInterval(voucherTimer);
     voucherTimer = setInterval(tick, 1000);
     tick();
-    box.replaceChildren(el("div", { class: "card" },
+    fill(box, el("div", { class: "card" },
       el("h2", {}, `${state.me ? state.me.name : ""} 的医保电子凭证`), holder,
       el("p", { class: "muted" }, "就医购药时出示本人的凭证。钱可以共济，码（卡）不能共用。"),
       el("p", { class: "row" }, left, el("button", { class: "secondary", onclick: show }, "刷新"))));
@@ -398,7 +400,9 @@ VIEWS.chat = async (box) => {
     } catch (err) { log.append(el("div", { class: "msg bot error" }, err.message)); }
     log.lastElementChild.scrollIntoView({ block: "end" });
   };
-  const send = () => { const t = input.value.trim(); if (t) { input.value = ""; say({ text: t }, t); } };
+  // what was typed is sent as typed, and shown with any ID number in it masked, as the bot's replies are
+  const masked = (t) => t.replace(/(?<![0-9])([1-9][0-9]{5})[0-9]{8}([0-9]{3}[0-9Xx])(?![0-9])/g, "$1********$2");
+  const send = () => { const t = input.value.trim(); if (t) { input.value = ""; say({ text: t }, masked(t)); } };
   input.addEventListener("keydown", (e) => { if (e.key === "Enter") send(); });
   proof.addEventListener("change", async () => {
     if (!proof.files.length) return;
@@ -409,7 +413,7 @@ VIEWS.chat = async (box) => {
     catch (err) { log.append(el("div", { class: "msg bot error" }, err.message)); }
     proof.value = "";
   });
-  box.replaceChildren(log, el("div", { class: "composer" }, input, el("button", { id: "chat-send", onclick: send }, "发送")), proof);
+  fill(box, log, el("div", { class: "composer" }, input, el("button", { id: "chat-send", onclick: send }, "发送")), proof);
   await say({ text: "你好" }, "你好");
 };
 

@@ -10,6 +10,14 @@ const TABS = [
   { id: "audit", label: "审计日志", role: "admin" },
 ];
 const view = () => $("#view");
+const STATUS = { submitted: "已提交", reviewing: "审核中", manual_review: "人工审核中", approved: "审核通过",
+                 rejected: "未通过", withdrawn: "已撤回", expired: "已过期" };
+const ACTIONS = {
+  staff_login: "登录", staff_login_failed: "登录失败", staff_created: "创建工作人员", window_application: "窗口代为申请",
+  receipt_printed: "打印回执单", review_approve: "审核批准", review_reject: "审核驳回", material_read: "查看证明材料",
+  usage_queried: "查询使用记录", usage_statement_printed: "打印使用记录单", settlement_suspension_lifted: "恢复联网结算",
+  settlement_suspension_set: "暂停联网结算", impersonation_refused: "拒绝冒名就医",
+};
 const can = (role) => state.staff && (state.staff.roles.includes(role) || state.staff.roles.includes("admin"));
 
 function field(id, label, attrs) {
@@ -20,7 +28,7 @@ async function open(tab) {
   state.tab = tab;
   for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("on", b.dataset.tab === tab);
   const box = view();
-  box.replaceChildren(el("p", { class: "muted" }, "加载中…"));
+  fill(box, el("p", { class: "muted" }, "加载中…"));
   try {
     await TAB_VIEWS[tab](box);
   } catch (err) {
@@ -53,7 +61,7 @@ function loginView() {
     } catch (err) { showError(msg, err); }
   };
   p.addEventListener("keydown", (e) => { if (e.key === "Enter") submit(); });
-  view().replaceChildren(el("div", { class: "card login" }, el("h2", {}, "工作人员登录"), ul, u, pl, p, msg,
+  fill(view(), el("div", { class: "card login" }, el("h2", {}, "工作人员登录"), ul, u, pl, p, msg,
     el("p", {}, el("button", { id: "login", onclick: submit }, "登录"))));
 }
 
@@ -70,7 +78,7 @@ TAB_VIEWS.reviews = async (box) => {
     const decide = async (decision) => {
       try {
         const done = await api.post(`/staff/reviews/${r.id}/decision`, { decision, reason: reason.value.trim() });
-        card.replaceChildren(el("div", { class: "notice" }, `${r.receipt_no}：${done.status_label}`));
+        fill(card, el("div", { class: "notice" }, `${r.receipt_no}：${done.status_label}`));
       } catch (err) { showError(msg, err); }
     };
     const showProof = async (m, button) => {
@@ -105,7 +113,7 @@ TAB_VIEWS.reviews = async (box) => {
       msg);
     return card;
   });
-  box.replaceChildren(el("h2", {}, `待人工审核（${page.items.length}${page.next_cursor ? "+" : ""}）`),
+  fill(box, el("h2", {}, `待人工审核（${page.items.length}${page.next_cursor ? "+" : ""}）`),
     cards.length ? cards : el("p", { class: "muted" }, "队列为空。"),
     el("p", {}, el("button", { class: "secondary", onclick: () => open("reviews") }, "刷新")));
 };
@@ -150,7 +158,7 @@ TAB_VIEWS.window = async (box) => {
   };
   const submit = async (e) => {
     e.target.disabled = true;
-    msg.replaceChildren();
+    fill(msg);
     try {
       const body = {
         authorizer_name: aN.value.trim(), authorizer_id_number: aI.value.trim(),
@@ -160,15 +168,15 @@ TAB_VIEWS.window = async (box) => {
         per_payment_limit_fen: fenOf(pl.value), valid_until: vu.value || null,
       };
       const a = await api.post("/staff/applications", body, { "Idempotency-Key": crypto.randomUUID() });
-      result.replaceChildren(el("div", { class: "notice", id: "window-result" },
-        "已受理，受理编号 ", el("strong", { id: "window-receipt-no" }, a.receipt_no), `（${a.status}）`),
+      fill(result, el("div", { class: "notice", id: "window-result" },
+        "已受理，受理编号 ", el("strong", { id: "window-receipt-no" }, a.receipt_no), `（${STATUS[a.status] || a.status}）`),
         el("div", { class: "actions" },
           el("button", { id: "receipt-a4", onclick: receipt(a.id, "a4", a.receipt_no) }, "打印回执单（A4）"),
           el("button", { id: "receipt-80mm", class: "secondary", onclick: receipt(a.id, "80mm", a.receipt_no) }, "小票（80 mm）"),
           el("button", { class: "link", onclick: () => open("window") }, "受理下一份")));
     } catch (err) { showError(msg, err); e.target.disabled = false; }
   };
-  box.replaceChildren(el("h2", {}, "《医保家庭共济申请表》窗口受理"),
+  fill(box, el("h2", {}, "《医保家庭共济申请表》窗口受理"),
     el("div", { class: "card" }, el("div", { class: "grid" },
       el("div", {}, el("h3", {}, "授权人（本人到场）"), aNl, aN, aIl, aI),
       el("div", {}, el("h3", {}, "共济人员"), bNl, bN, bIl, bI, el("label", { for: "relation" }, "共济人员是授权人的"), relation))),
@@ -195,7 +203,7 @@ TAB_VIEWS.usage = async (box) => {
   const show = async () => {
     try {
       const page = await api.get(query() + "&limit=100");
-      out.replaceChildren(page.items.length ? el("table", {},
+      fill(out, page.items.length ? el("table", {},
         el("thead", {}, el("tr", {}, ["时间", "机构", "使用人", "授权人", "金额", "状态"].map((h) => el("th", {}, h)))),
         el("tbody", {}, page.items.map((u) => el("tr", {}, el("td", {}, when(u.at)), el("td", {}, u.institution.name),
           el("td", {}, `${u.patient.name} ${u.patient.id_number}`), el("td", {}, u.authorizer.name),
@@ -206,7 +214,7 @@ TAB_VIEWS.usage = async (box) => {
   const print = async () => {
     try { saveBlob(await api.blob(query(), "application/pdf"), "家庭共济使用记录.pdf"); } catch (err) { showError(msg, err); }
   };
-  box.replaceChildren(el("h2", {}, "参保人家庭共济使用记录"),
+  fill(box, el("h2", {}, "参保人家庭共济使用记录"),
     el("div", { class: "card" }, el("div", { class: "grid" }, el("div", {}, il, id), el("div", {}, fl, from), el("div", {}, tl, to)),
       el("div", { class: "actions" }, el("button", { id: "usage-show", onclick: show }, "查询"),
         el("button", { id: "usage-print", class: "secondary", onclick: print }, "打印记录单（PDF）"))),
@@ -223,11 +231,11 @@ TAB_VIEWS.suspension = async (box) => {
     try {
       const p = await api.post(`/staff/persons/${encodeURIComponent(id.value.trim())}/settlement-suspension`,
                                { suspended, reason: reason.value.trim() });
-      msg.replaceChildren(el("div", { class: "notice" },
+      fill(msg, el("div", { class: "notice" },
         `${p.name}（${p.id_number}）：联网结算${p.settlement_suspended ? "已暂停" : "已恢复"}`));
     } catch (err) { showError(msg, err); }
   };
-  box.replaceChildren(el("h2", {}, "恢复或暂停联网结算（冒名就医处理）"),
+  fill(box, el("h2", {}, "恢复或暂停联网结算（冒名就医处理）"),
     el("div", { class: "card" }, il, id, rl, reason,
       el("div", { class: "actions" }, el("button", { id: "suspension-lift", onclick: set(false) }, "恢复联网结算"),
         el("button", { class: "danger", onclick: set(true) }, "暂停联网结算"))), msg);
@@ -252,22 +260,27 @@ TAB_VIEWS.audit = async (box) => {
     if (!reset && cursor) q.set("cursor", cursor);
     try {
       const page = await api.get(`/staff/audit?${q}`);
-      if (reset) body.replaceChildren();
+      if (reset) fill(body);
       for (const e of page.items) {
-        body.append(el("tr", { "data-action": e.action }, el("td", {}, when(e.at)), el("td", {}, e.actor),
-          el("td", {}, e.action), el("td", {}, e.person || ""), el("td", {}, e.target || ""),
-          el("td", { class: "muted" }, e.detail ? JSON.stringify(e.detail) : "")));
+        const target = e.target || "";
+        body.append(el("tr", { "data-action": e.action }, el("td", { class: "nowrap" }, when(e.at)),
+          el("td", { class: "nowrap" }, e.actor),
+          el("td", {}, ACTIONS[e.action] || e.action, el("div", { class: "muted" }, e.action)),
+          el("td", { class: "nowrap id" }, e.person || ""),
+          el("td", { class: "id", title: target }, /^[0-9a-f]{32}$/.test(target) ? target.slice(0, 8) + "…" : target),
+          el("td", { class: "muted" }, Object.entries(e.detail || {}).map(([k, v]) => `${k}: ${v}`).join("；"))));
       }
       cursor = page.next_cursor;
       more.classList.toggle("hidden", !cursor);
     } catch (err) { showError(msg, err); }
   };
   more.addEventListener("click", () => load(false));
-  box.replaceChildren(el("h2", {}, "审计日志"),
+  fill(box, el("h2", {}, "审计日志"),
     el("div", { class: "card" }, el("div", { class: "grid" }, el("div", {}, al, actor), el("div", {}, cl, action),
       el("div", {}, fl, from), el("div", {}, tl, to)),
       el("p", {}, el("button", { id: "audit-search", onclick: () => load(true) }, "查询"))),
-    msg, el("table", {}, el("thead", {}, el("tr", {}, ["时间", "操作人", "操作", "涉及人员", "对象", "详情"].map((h) => el("th", {}, h)))), body),
+    msg, el("div", { class: "scroll-x" }, el("table", {}, el("thead", {}, el("tr", {},
+      ["时间", "操作人", "操作", "涉及人员（脱敏）", "对象", "详情"].map((h) => el("th", {}, h)))), body)),
     el("p", {}, more));
   await load(true);
 };
@@ -284,7 +297,7 @@ function start() {
   }
   $("#who").textContent = `${state.staff.username}（${state.staff.roles.join("、")}）`;
   const mine = TABS.filter((t) => can(t.role));
-  tabs.replaceChildren(...mine.map((t) => el("button", { "data-tab": t.id, onclick: () => open(t.id) }, t.label)));
+  fill(tabs, ...mine.map((t) => el("button", { "data-tab": t.id, onclick: () => open(t.id) }, t.label)));
   open(mine.length ? mine[0].id : "reviews");
 }
 
