@@ -104,7 +104,8 @@ def test_a_clerk_files_only_for_people_of_his_region_and_reads_only_their_receip
     shanghai = staff("clerk-sh", ["clerk"], "31")
     refused = client.post("/api/v1/staff/applications", headers=shanghai, json=form(husband, wife))
     assert refused.status_code == 404 and refused.json["error"]["code"] == "PERSON_NOT_FOUND"
-    filed = client.post("/api/v1/staff/applications", headers=staff("clerk-gd", ["clerk"], "44"), json=form(husband, wife))
+    guangdong = staff("clerk-gd", ["clerk"], "44")
+    filed = client.post("/api/v1/staff/applications", headers=guangdong, json=form(husband, wife))
     assert client.get(f"/api/v1/staff/applications/{filed.json['id']}/receipt", headers=shanghai).status_code == 404
     reviewer_only = staff("rev", ["reviewer"])
     assert client.post("/api/v1/staff/applications", headers=reviewer_only, json=form(husband, wife)).status_code == 403

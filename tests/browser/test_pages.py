@@ -130,9 +130,7 @@ def test_the_chat_panel_completes_a_binding_with_its_buttons(app, page):
     for text in (wife["name"], wife["id_number"]):
         page.fill("#chat-input", text)
         page.press("#chat-input", "Enter")
-        page.wait_for_function("document.querySelectorAll('.msg.me').length && !document.querySelector('.options "
-                               "button:not([disabled])') || document.querySelectorAll('.options button:not([disabled])')"
-                               ".length > 0")
+        page.wait_for_selector(".options button:not([disabled])")  # the bot has answered
     page.click(".options button[data-value=skip]:not([disabled])")
     page.click(".options button[data-value=unlimited]:not([disabled])")
     page.wait_for_selector(".options button[data-value=confirm]:not([disabled])")
