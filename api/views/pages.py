@@ -1,5 +1,6 @@
 """The pages served by the app: `/` the mini-program simulator and `/staff` the staff console. They are static
-HTML/JS/CSS under api/static/ (served by Flask's own /static route) that call only the public API with the tokens a client holds (no page-only endpoint)."""
+HTML/JS/CSS under api/static/ (served by Flask's own /static route) that call only the public API with the tokens
+a client holds (no page-only endpoint)."""
 from flask import Blueprint, send_from_directory
 
 from api import settings
