@@ -157,3 +157,21 @@ def test_the_audit_trail_lists_staff_actions_for_admins_filtered_and_paginated(c
             break
     assert seen == [e["id"] for e in page["items"]] and len(seen) == len(set(seen))
     assert client.get("/api/v1/staff/audit?cursor=garbage", headers=admin).status_code == 400
+
+
+def test_reading_a_proof_and_deciding_are_audited_with_the_person_masked(client, family):
+    husband, _, nephew = family
+    clerk, reviewer = staff("clerk1", ["clerk"]), staff("rev1", ["reviewer"])
+    proof = client.post("/api/v1/staff/materials", headers=clerk, content_type="multipart/form-data",
+                        data={"kind": "household_register", "file": (io.BytesIO(PNG), "hukou.png")}).json
+    filed = client.post("/api/v1/staff/applications", headers=clerk,
+                        json=form(husband, nephew, "sibling", material_ids=[proof["id"]])).json
+    run_worker()
+    assert client.get(f"/api/v1/staff/materials/{proof['id']}", headers=reviewer).status_code == 200
+    decided = client.post(f"/api/v1/staff/reviews/{filed['id']}/decision", headers=reviewer,
+                          json={"decision": "reject", "reason": "户口簿不清晰"})
+    assert decided.status_code == 200, decided.json
+    masked = husband.id_number[:6] + "********" + husband.id_number[-4:]
+    events = {e.action: e for e in db.session.query(AuditEvent)}
+    assert events["material_read"].detail == {"person": masked} and events["material_read"].actor == "staff:rev1"
+    assert events["review_reject"].detail["person"] == masked

@@ -194,6 +194,23 @@ def test_a_clerk_files_a_window_application_and_prints_the_receipt(app, page):
     no_problems(admin)
 
 
+def test_a_reviewer_sets_and_lifts_a_settlement_suspension_in_the_console(app, page):
+    li = demo(2)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    login_staff(page, "reviewer1")
+    page.click("#tabs [data-tab=suspension]")
+    page.fill("#suspension-id", li["id_number"])
+    page.fill("#suspension-reason", "多次冒用他人医保卡，经核实")
+    page.click("button:has-text('暂停联网结算')")
+    page.wait_for_selector("text=联网结算已暂停")
+    page.fill("#suspension-reason", "已接受教育并承诺不再冒用")
+    page.click("#suspension-lift")
+    page.wait_for_selector("text=联网结算已恢复")
+    assert li["id_number"] not in page.inner_text("#view")
+    shot(page, "14-staff-suspension-lifted")
+    no_problems(page)
+
+
 def test_the_voucher_is_a_qr_code_a_scanner_reads(app, page):
     import zxingcpp
 
