@@ -93,8 +93,13 @@ PROGRESS_HELP = ("查询办理进度：微信、支付宝、随申办或国家�
                  "或拨打 12333；或凭本回执到医保经办窗口查询。审核结果将通过短信或消息通知授权人和共济人员。")
 
 
-def application_receipt(app, clerk, printed_at: str, size: str = "a4") -> bytes:
-    """回执单 of a window application (《医保家庭共济申请表》 filed by a clerk): on A4, or on an 80 mm receipt roll."""
+CHANNEL_LABELS = {"window": "医保大厅窗口", "wechat": "微信", "alipay": "支付宝", "suishenban": "随申办",
+                  "nhsa_app": "国家医保服务平台 APP", "web": "网上服务大厅"}
+
+
+def application_receipt(app, clerk, printed_at: str, size: str = "a4", filed_by: str | None = None) -> bytes:
+    """回执单 of an application (《医保家庭共济申请表》, usually filed at the window by `filed_by`), printed by `clerk`:
+    on A4, or on an 80 mm receipt roll."""
     from api.services.application_notices import STATUS_LABELS
     from api.services.people import policy_or_none
 
@@ -108,7 +113,9 @@ def application_receipt(app, clerk, printed_at: str, size: str = "a4") -> bytes:
         ("受理编号", app.receipt_no),
         ("受理日期", app.created_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")),
         ("受理机构", office),
-        ("经办人", clerk.username),
+        ("受理渠道", CHANNEL_LABELS.get(app.channel, app.channel)),
+        ("受理经办人", filed_by or "—"),
+        ("打印经办人", clerk.username),
         ("授权人", f"{mask_name(app.authorizer.name)}　{mask_id(app.authorizer.id_number)}"),
         ("共济人员", f"{mask_name(app.beneficiary.name)}　{mask_id(app.beneficiary.id_number)}"),
         ("关系", f"共济人员是授权人的{policy.RELATIONS.get(app.relation, app.relation)}"),
@@ -129,7 +136,9 @@ def application_receipt(app, clerk, printed_at: str, size: str = "a4") -> bytes:
         story += [Paragraph(f"{k}：{v}", body) for k, v in rows]
         story += [Spacer(1, 2 * mm), Paragraph(PROGRESS_HELP, small),
                   Paragraph(f"打印时间：{printed_at}　身份证号、姓名已脱敏", small)]
-        height = (40 + 6 * len(rows) + 30) * mm
+        # a roll has no pages: one page as long as the receipt (measured at the printable width), plus the margins
+        frame_padding = 12  # points: the frame's 6 pt on each side
+        height = sum(f.wrap(72 * mm - frame_padding, 10 ** 6)[1] for f in story) + 8 * mm + frame_padding + 4 * mm
         return render(story, pagesize=(80 * mm, height), margins_mm=4)
     cell = ParagraphStyle("cell", fontName=font(), fontSize=10, leading=14)
     t = Table([[Paragraph(k, cell), Paragraph(v, cell)] for k, v in rows], colWidths=[35 * mm, 140 * mm])

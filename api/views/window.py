@@ -8,6 +8,8 @@ from marshmallow import Schema, fields, validate
 from api import documents, idnumber, policy
 from api.auth import current_staff, staff_required
 from api.errors import ApiError, Refusal
+from api.extensions import db
+from api.models import StaffUser
 from api.schemas import (BEARER, JSON_BODY, QUERY, STAFF_AUTH, ApplicationAccepted, Blueprint, MaterialOut,
                          MaterialUpload, refusals)
 from api.services import applications, audit_log, idempotency, manual_reviews, materials
@@ -115,7 +117,9 @@ def receipt(args, application_id):
     `?format=80mm` for an 80 mm receipt printer. Each printing is audited."""
     staff = current_staff()
     app = manual_reviews.for_staff(staff, application_id)
-    pdf = documents.application_receipt(app, staff, local_now().strftime("%Y-%m-%d %H:%M"), args["format"])
+    filer = db.session.get(StaffUser, app.created_by_staff_id) if app.created_by_staff_id else None
+    pdf = documents.application_receipt(app, staff, local_now().strftime("%Y-%m-%d %H:%M"), args["format"],
+                                        filed_by=filer.username if filer else None)
     audit_log.record_staff_now(staff, "receipt_printed", app.id, app.authorizer,
                                {"receipt_no": app.receipt_no, "format": args["format"]})
     response = make_response(pdf)

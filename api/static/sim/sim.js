@@ -364,8 +364,8 @@ VIEWS.voucher = async (box) => {
     const expires = Date.parse(v.expires_at);
     const tick = () => {
       const s = Math.max(0, Math.round((expires - Date.now()) / 1000));
-      left.textContent = s ? `${Math.floor(s / 60)} 分 ${s % 60} 秒后刷新` : "已过期，正在刷新…";
-      if (!s) show();
+      left.textContent = `${Math.floor(s / 60)} 分 ${s % 60} 秒后刷新`;
+      if (s <= 10) { clearInterval(voucherTimer); show(); }  // a fresh code before this one expires
     };
     clearInterval(voucherTimer);
     voucherTimer = setInterval(tick, 1000);
