@@ -34,7 +34,7 @@ $(DB_STAMP): $(STAMP) $(DEMO)
 	@$(MAKE) --no-print-directory seed
 
 run: $(DB_STAMP)
-	@echo "家庭共济 service: http://127.0.0.1:$${PORT:-5000}/  (API docs: /api/docs; Ctrl-C stops everything)"
+	@echo "家庭共济 service: http://127.0.0.1:$${PORT:-5000}/  (staff console: /staff; API docs: /api/docs; Ctrl-C stops everything)"
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m api.embedded $(BIN)/honcho start -f Procfile
 
 # the service as `make run` starts it, with a small crowd of simulated mini-program users (clients/simulate.py)
