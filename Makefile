@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 FLASK := $(BIN)/flask --app api
 
-.PHONY: venv migrate seed run test bench-review bench-import bench-bot bench-his clean
+.PHONY: venv migrate seed run demo simulate test bench-review bench-import bench-bot bench-his clean
 
 venv: $(STAMP)
 $(STAMP): requirements.txt
@@ -18,7 +18,8 @@ $(STAMP): requirements.txt
 	@touch $@
 
 # Migrating and seeding are skipped when nothing they depend on changed (per database: the stamp names it).
-DB_STAMP := instance/.seeded-$(shell printf '%s' "$$DATABASE_URL" | cksum | cut -d' ' -f1)
+INSTANCE := $(or $(INSTANCE_PATH),instance)
+DB_STAMP := $(INSTANCE)/.seeded-$(shell printf '%s' "$$DATABASE_URL" | cksum | cut -d' ' -f1)
 DEMO := $(wildcard fixtures/demo/*.csv fixtures/demo/policies/*.toml migrations/versions/*.py)
 
 migrate: venv
@@ -27,14 +28,22 @@ migrate: venv
 seed: venv
 	$(FLASK) db upgrade
 	$(FLASK) registry import fixtures/demo
-	@mkdir -p instance && touch $(DB_STAMP)
+	@mkdir -p $(INSTANCE) && touch $(DB_STAMP)
 
 $(DB_STAMP): $(STAMP) $(DEMO)
 	@$(MAKE) --no-print-directory seed
 
 run: $(DB_STAMP)
-	@echo "家庭共济 service: http://127.0.0.1:$${PORT:-5000}/  (API docs: /api/docs; Ctrl-C stops everything)"
+	@echo "家庭共济 service: http://127.0.0.1:$${PORT:-5000}/  (staff console: /staff; API docs: /api/docs; Ctrl-C stops everything)"
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m api.embedded $(BIN)/honcho start -f Procfile
+
+# the service as `make run` starts it, with a small crowd of simulated mini-program users (clients/simulate.py)
+demo: $(DB_STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m api.embedded $(BIN)/python -m clients.demo
+
+# the crowd against a service already running (`make run` in another terminal): FAMILIES=N SECONDS=S
+simulate: venv
+	$(BIN)/python -m clients.simulate --families $${FAMILIES:-5} --seconds $${SECONDS:-20} --prepare
 
 test: venv
 	$(BIN)/python -m pytest

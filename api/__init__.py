@@ -91,7 +91,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     register_blueprints(app, smorest)
 
     from api import web
-    web.init_app(app)  # CORS, `/` → /api/docs, Swagger UI's files
+    web.init_app(app)  # CORS, Swagger UI's files
 
     from api.cli import register_commands
     register_commands(app)

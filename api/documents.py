@@ -15,6 +15,8 @@ from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, Tabl
 
 from api import policy
 from api.masking import mask_id, mask_name
+from api.services.application_notices import STATUS_LABELS
+from api.services.people import policy_or_none
 from api.timefmt import SHANGHAI
 
 FONT = "WenQuanYiMicroHei"
@@ -108,4 +110,66 @@ def contribution_certificate(payment, printed_at: str) -> bytes:
              Paragraph(f"打印时间：{printed_at}", s["body"]), Spacer(1, 4 * mm),
              Paragraph("说明：身份证号、姓名已作脱敏处理。本年度居民医保个人缴费已通过家庭共济代缴，请勿通过其他渠道重复缴费。",
                        s["small"])]
+    return render(story)
+
+
+PROGRESS_HELP = ("查询办理进度：微信、支付宝、随申办或国家医保服务平台 APP 搜索「家庭共济」→「申请进度」；"
+                 "或拨打 12333；或凭本回执到医保经办窗口查询。审核结果将通过短信或消息通知授权人和共济人员。")
+
+
+CHANNEL_LABELS = {"window": "医保大厅窗口", "wechat": "微信", "alipay": "支付宝", "suishenban": "随申办",
+                  "nhsa_app": "国家医保服务平台 APP", "web": "网上服务大厅"}
+
+
+def application_receipt(app, clerk, printed_at: str, size: str = "a4", filed_by: str | None = None) -> bytes:
+    """回执单 of an application (《医保家庭共济申请表》, usually filed at the window by `filed_by`), printed by `clerk`:
+    on A4, or on an 80 mm receipt roll."""
+    region = policy_or_none(app.authorizer.region_code)
+    office = f"{region.name if region else ''}医疗保障经办服务大厅（窗口）"
+    limit = "不限" if app.monthly_limit_fen is None else f"{policy.money(app.monthly_limit_fen)} 元/月"
+    per_payment = "不限" if app.per_payment_limit_fen is None else f"{policy.money(app.per_payment_limit_fen)} 元"
+    seen = "、".join(policy.MATERIAL_KINDS.get(k, k) for k in (app.materials_seen or [])) or "—"
+    proofs = "、".join(policy.MATERIAL_KINDS.get(m.kind, m.kind) for m in app.materials) or "无"
+    rows = [
+        ("受理编号", app.receipt_no),
+        ("受理日期", app.created_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")),
+        ("受理机构", office),
+        ("受理渠道", CHANNEL_LABELS.get(app.channel, app.channel)),
+        ("受理经办人", filed_by or "—"),
+        ("打印经办人", clerk.username),
+        ("授权人", f"{mask_name(app.authorizer.name)}　{mask_id(app.authorizer.id_number)}"),
+        ("共济人员", f"{mask_name(app.beneficiary.name)}　{mask_id(app.beneficiary.id_number)}"),
+        ("关系", f"共济人员是授权人的{policy.RELATIONS.get(app.relation, app.relation)}"),
+        ("每月限额", limit),
+        ("单次限额", per_payment),
+        ("有效期至", app.valid_until.isoformat() if app.valid_until else "长期"),
+        ("已查验证件", seen),
+        ("证明材料", proofs),
+        ("办理状态", STATUS_LABELS.get(app.status, app.status)),
+    ]
+    s = styles()
+    narrow = size == "80mm"
+    if narrow:
+        body = ParagraphStyle("r-body", fontName=font(), fontSize=8, leading=11)
+        title = ParagraphStyle("r-title", fontName=font(), fontSize=11, leading=15, alignment=1)
+        small = ParagraphStyle("r-small", fontName=font(), fontSize=7, leading=10)
+        story = [Paragraph("医保家庭共济申请回执单", title), Spacer(1, 2 * mm)]
+        story += [Paragraph(f"{k}：{v}", body) for k, v in rows]
+        story += [Spacer(1, 2 * mm), Paragraph(PROGRESS_HELP, small),
+                  Paragraph(f"打印时间：{printed_at}　身份证号、姓名已脱敏", small)]
+        # a roll has no pages: one page as long as the receipt (measured at the printable width), plus the margins
+        frame_padding = 12  # points: the frame's 6 pt on each side
+        height = sum(f.wrap(72 * mm - frame_padding, 10 ** 6)[1] for f in story) + 8 * mm + frame_padding + 4 * mm
+        return render(story, pagesize=(80 * mm, height), margins_mm=4)
+    cell = ParagraphStyle("cell", fontName=font(), fontSize=10, leading=14)
+    t = Table([[Paragraph(k, cell), Paragraph(v, cell)] for k, v in rows], colWidths=[35 * mm, 140 * mm])
+    t.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#9aa5b1")),
+                           ("BACKGROUND", (0, 0), (0, -1), colors.HexColor("#e8eef7")),
+                           ("VALIGN", (0, 0), (-1, -1), "MIDDLE")]))
+    story = [Paragraph("医保家庭共济申请回执单", s["title"]), Spacer(1, 2 * mm),
+             Paragraph("（《医保家庭共济申请表》窗口受理凭证，请妥善保管）", ParagraphStyle(
+                 "sub", parent=s["small"], alignment=1)), Spacer(1, 5 * mm), t, Spacer(1, 5 * mm),
+             Paragraph(PROGRESS_HELP, s["body"]), Spacer(1, 3 * mm),
+             Paragraph(f"打印时间：{printed_at}。身份证号、姓名已作脱敏处理。家庭共济资金只能用于共济人员本人在定点医药机构"
+                       "发生的政策范围内个人负担的医疗费用；就医时请出示共济人员本人的医保卡或医保电子凭证。", s["small"])]
     return render(story)

@@ -51,6 +51,7 @@ MESSAGES: dict[str, str] = {
     "BENEFICIARY_NOT_INSURED": "共济人员须已参加基本医疗保险（职工医保或居民医保）",
     "BENEFICIARY_NOT_NORMAL": "共济人员参保状态不正常",
     "BENEFICIARY_NAME_MISMATCH": "共济人员姓名与身份证号码不匹配",
+    "AUTHORIZER_NAME_MISMATCH": "授权人姓名与身份证号码不匹配，请核对证件",
     "SELF_BINDING": "不能为本人办理家庭共济",
     "BENEFICIARY_OUT_OF_AREA": "共济人员的参保地不在本地区政策允许的范围内",
     # R3 relation

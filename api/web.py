@@ -1,5 +1,5 @@
-"""What browsers need around the API: the CORS allow-list, `/` sending to the docs, Swagger UI's files served here."""
-from flask import Blueprint, Flask, abort, redirect, request, send_from_directory
+"""What browsers need around the API: the CORS allow-list and Swagger UI's files (pages: api/views/pages.py)."""
+from flask import Blueprint, Flask, abort, request, send_from_directory
 
 DOCS_ASSETS = "/api/docs-assets/"  # OPENAPI_SWAGGER_UI_URL: Swagger UI's JS and CSS, from swagger-ui-bundle
 ALLOWED_METHODS = "GET, POST, PATCH, OPTIONS"
@@ -44,13 +44,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(_pages)
 
 
-_pages = Blueprint("pages", __name__)
-
-
-@_pages.get("/")
-def home():
-    """No pages yet: the API's documentation stands in for them."""
-    return redirect("/api/docs", 302)
+_pages = Blueprint("docs_assets", __name__)
 
 
 @_pages.get(DOCS_ASSETS + "<path:filename>")

@@ -33,7 +33,7 @@ PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x22" * 300
 @pytest.fixture
 def world(app):
     """A family with an approved binding, an application awaiting a reviewer with a proof attached, an inbox; the
-    people's and a reviewer's tokens; the ids a path may name."""
+    people's and a staff member's tokens (reviewer, clerk and admin); the ids a path may name."""
     _empty_everything(app)
     with app.app_context():
         factories.load_policies()
@@ -94,13 +94,19 @@ def world(app):
                "material_id": [m.id for m in db.session.query(Material)],
                "settlement_id": [settled.json["id"]], "id_number": [wife.id_number],
                "contribution_id": [paid.json["id"]]}
-        reviewer = staff_headers(roles=("reviewer", "clerk"))  # reviewer1, password "x"
+        nephew = factories.person("王小虎", insurance_type="resident", balance_fen=None, region_code="440106",
+                                  birth=dt.date(2003, 9, 1))
+        reviewer = staff_headers(roles=("reviewer", "clerk", "admin"))  # reviewer1, password "x"
         bodies = {"POST /api/v1/auth/login": {"channel": "wechat", "code": "wx-husband"},
                   "POST /api/v1/staff/login": {"username": "reviewer1", "password": "x"},
                   "POST /api/v1/bindings/applications": {"beneficiary_name": son.name, "relation": "child",
                                                          "beneficiary_id_number": son.id_number},
                   "PATCH /api/v1/bindings/{binding_id}": {"monthly_limit_fen": 50000},
                   "POST /api/v1/institution/settlements": bill, "POST /api/v1/institution/settlements/quote": bill,
+                  "POST /api/v1/staff/applications": {  # 《医保家庭共济申请表》 at the window
+                      "authorizer_name": husband.name, "authorizer_id_number": husband.id_number,
+                      "beneficiary_name": nephew.name, "beneficiary_id_number": nephew.id_number,
+                      "relation": "sibling", "materials_seen": ["id_card", "insurance_card"]},
                   "POST /api/v1/terminal/usage-query": {"id_number": wife.id_number,
                                                         "card_number": wife.card_number},
                   "POST /api/v1/bindings/{binding_id}/contributions": {"year": 2027, "commitment": True}}

@@ -179,9 +179,16 @@ def test_create_app_reads_cors_origins_from_the_environment(monkeypatch):
 
 # --- the home page and the docs ---------------------------------------------------------------------------------
 
-def test_the_home_page_redirects_to_the_docs(client):
-    r = client.get("/")
-    assert r.status_code == 302 and r.headers["Location"].endswith("/api/docs")
+@pytest.mark.parametrize("path, script", [("/", "/static/sim/sim.js"), ("/staff", "/static/staff/console.js")])
+def test_the_pages_are_served_and_load_nothing_from_another_host(client, path, script):
+    r = client.get(path)
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    html = r.get_data(as_text=True)
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html), "the page loads from another host"
+    assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+    for asset in re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", html):
+        assert client.get(asset).status_code == 200, asset
+    assert script in html
 
 
 def test_the_docs_page_needs_no_other_host(client):

@@ -5,7 +5,7 @@ from sqlalchemy import select
 
 from api.errors import ApiError, Refusal, not_found
 from api.extensions import db
-from api.masking import mask_text
+from api.masking import mask_id, mask_text
 from api.models import Application, Person, StaffUser
 from api.services import audit
 from api.services.applications import decide
@@ -57,5 +57,5 @@ def decide_manually(staff: StaffUser, application_id: str, decision: str, reason
         if exc.code == "CONFLICT":  # expired or decided by another reviewer meanwhile
             raise ApiError("APPLICATION_NOT_PENDING", 409) from None
         raise
-    audit.record(actor, f"review_{decision}", app.id, {"reason": reason})
+    audit.record(actor, f"review_{decision}", app.id, {"person": mask_id(app.authorizer.id_number), "reason": reason})
     return app

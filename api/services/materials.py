@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from api import policy, settings
 from api.errors import ApiError
 from api.extensions import db, writing
+from api.masking import mask_id
 from api.models import Application, Material, Person, StaffUser, application_materials, utcnow
 from api.services import audit
 from api.services.manual_reviews import review_queue
@@ -179,7 +180,11 @@ def file_for_review(reviewer: StaffUser, material_id: str) -> tuple[Material, Pa
         raise ApiError("NOT_FOUND", 404)
     found = material_file(material)
     with unit_of_work():
-        audit.record(f"staff:{reviewer.username}", "material_read", material.id)
+        application = db.session.scalar(select(Application).join(
+            application_materials, application_materials.c.application_id == Application.id)
+            .where(application_materials.c.material_id == material.id).limit(1))
+        audit.record(f"staff:{reviewer.username}", "material_read", material.id,
+                     {"person": mask_id(application.authorizer.id_number)} if application else None)
     return found
 
 

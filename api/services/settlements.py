@@ -319,7 +319,8 @@ def set_suspension(staff: StaffUser, person: Person, suspended: bool, reason: st
         person.suspended_at = utcnow() if suspended else None
         person.suspension_reason = reason if suspended else None
         audit.record(f"staff:{staff.username}", "settlement_suspension_lifted" if not suspended
-                     else "settlement_suspension_set", target=mask_id(person.id_number), detail={"reason": reason})
+                     else "settlement_suspension_set", target=mask_id(person.id_number),
+                     detail={"person": mask_id(person.id_number), "reason": reason})
         if suspended:
             notifications.notify(person, "settlement_suspended", "医保联网结算已暂停",
                                  f"您的联网结算已暂停：{reason}。如有疑问，请携带身份证到医保经办窗口咨询。")

@@ -106,7 +106,8 @@ def all_of_person(person: Person, period: Period) -> list[FamilyPayment]:
 
 def record_statement(staff: StaffUser, person: Person, kind: str) -> None:
     with unit_of_work():
-        audit.record(f"staff:{staff.username}", f"usage_{kind}", target=mask_id(person.id_number))
+        audit.record(f"staff:{staff.username}", f"usage_{kind}", target=mask_id(person.id_number),
+                     detail={"person": mask_id(person.id_number)})
 
 
 def for_terminal(id_number: str, card_number: str) -> Person:
