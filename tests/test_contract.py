@@ -75,8 +75,9 @@ def world(app):
         settled = client.post("/api/v1/institution/settlements", json=bill,
                               headers={**institution, "Idempotency-Key": "contract-1"})
         assert settled.status_code == 201 and settled.json["family"], settled.json
-        # R15: the wife owes her 居民医保 for two years; one is paid (a certificate exists), one is left to pay
-        for year in (2026, 2027):
+        # R15: the wife owes her 居民医保 for three years; one is paid (a certificate exists), one is left to pay in
+        # the app and one at the window
+        for year in (2026, 2027, 2028):
             db.session.add(ResidentContribution(person_id=wife.id, year=year, amount_fen=38000, status="due"))
         db.session.commit()
         paid = client.post(f"/api/v1/bindings/{detail['binding_id']}/contributions", headers=person,
@@ -109,7 +110,10 @@ def world(app):
                       "relation": "sibling", "materials_seen": ["id_card", "insurance_card"]},
                   "POST /api/v1/terminal/usage-query": {"id_number": wife.id_number,
                                                         "card_number": wife.card_number},
-                  "POST /api/v1/bindings/{binding_id}/contributions": {"year": 2027, "commitment": True}}
+                  "POST /api/v1/bindings/{binding_id}/contributions": {"year": 2027, "commitment": True},
+                  "POST /api/v1/staff/contributions": {
+                      "authorizer_name": husband.name, "authorizer_id_number": husband.id_number,
+                      "binding_id": detail["binding_id"], "year": 2028, "commitment": True}}
         # a body that needs an id in its path gets a known one ({binding_id} above)
         db.session.remove()
     return {"person": person, "staff": reviewer, "institution": institution, "ids": ids, "bodies": bodies,

@@ -13,7 +13,7 @@ from api.models import (Binding, ContributionPayment, LedgerAccount, LedgerTrans
                         RegionPolicy, ResidentContribution)
 from api.services.registry import import_directory
 from tests import factories
-from tests.lifecycle_helpers import person_headers
+from tests.lifecycle_helpers import person_headers, staff_headers
 
 YEAR = 2027
 
@@ -235,3 +235,32 @@ def test_the_demo_registry_offers_a_contribution_to_pay(clean_app, client):
     assert r.status_code == 201 and r.json["amount_fen"] == 40000, r.json
     assert code(pay(client, husband, ids[number["陈桂兰"].id])) == (409, "ALREADY_PAID")
     assert balance(husband) == 680000 - 40000
+
+
+def test_the_window_pays_for_an_authorizer_who_is_present_and_prints_the_certificate(client, family):
+    from api.models import AuditEvent, StaffUser
+    clerk = staff_headers("clerk44", roles=("clerk",))
+    body = {"authorizer_name": "李建国", "authorizer_id_number": family["husband"].id_number,
+            "binding_id": family["bindings"]["李建国"], "year": YEAR, "commitment": True}
+    r = client.post("/api/v1/staff/contributions", headers=clerk, json={**body, "commitment": False})
+    assert code(r) == (400, "COMMITMENT_REQUIRED")
+    r = client.post("/api/v1/staff/contributions", headers=clerk, json={**body, "authorizer_name": "李建"})
+    assert code(r) == (422, "AUTHORIZER_NAME_MISMATCH")
+    r = client.post("/api/v1/staff/contributions", headers=clerk, json=body)
+    assert r.status_code == 201, r.json
+    assert (r.json["amount_fen"], r.json["channel"], r.json["role"]) == (40000, "window", "payer")
+    assert balance(family["husband"]) == 260000 and fund_balance() == 40000
+    again = client.post("/api/v1/staff/contributions", headers=clerk, json=body)
+    assert code(again) == (409, "ALREADY_PAID")
+    pdf = client.get(f"/api/v1/staff/contributions/{r.json['id']}/certificate", headers=clerk)
+    assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
+    assert family["husband"].id_number.encode() not in pdf.data
+    actions = db.session.scalars(select(AuditEvent.action).where(AuditEvent.actor == "staff:clerk44")).all()
+    assert {"window_contribution", "contribution_certificate_printed"} <= set(actions)
+    # a clerk of another province sees neither the person nor the payment
+    other = staff_headers("clerk14", roles=("clerk",))
+    db.session.scalar(select(StaffUser).where(StaffUser.username == "clerk14")).region_code = "14"
+    db.session.commit()
+    assert client.get(f"/api/v1/staff/contributions/{r.json['id']}/certificate", headers=other).status_code == 404
+    r = client.post("/api/v1/staff/contributions", headers=other, json={**body, "year": YEAR})
+    assert code(r) == (404, "PERSON_NOT_FOUND")

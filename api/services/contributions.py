@@ -22,6 +22,7 @@ from api.models import Binding, ContributionPayment, LedgerAccount, Person, Resi
 from api.services import notifications
 from api.services.people import facts_of_many, policies_of
 from api.services.rule_facts import lock_people
+from api.services.manual_reviews import serves
 from api.services.tx import unit_of_work
 
 COLUMNS = ("id_number", "year", "amount_fen", "status")
@@ -196,5 +197,13 @@ def list_for(person: Person):
 def visible_to(person: Person, payment_id: str) -> ContributionPayment:
     payment = db.session.get(ContributionPayment, payment_id)
     if payment is None or person.id not in (payment.payer_id, payment.beneficiary_id):
+        raise not_found()
+    return payment
+
+
+def for_staff(staff, payment_id: str) -> ContributionPayment:
+    """A payment whose payer the clerk serves (his region); 404 otherwise, like a missing one."""
+    payment = db.session.get(ContributionPayment, payment_id)
+    if payment is None or not serves(staff, payment.payer):
         raise not_found()
     return payment

@@ -3,7 +3,7 @@ from flask import make_response
 from marshmallow import Schema, fields, validate
 
 from api import documents, policy
-from api.auth import current_person, person_required
+from api.auth import current_channel, current_person, person_required
 from api.masking import mask_id, mask_name
 from api.pagination import PageArgs, paginate
 from api.schemas import BEARER, JSON_BODY, PERSON_AUTH, QUERY, Blueprint, OneOf, _out, refusals
@@ -61,11 +61,6 @@ def dump_payment(p, viewer_id: int) -> dict:
     }
 
 
-def _channel() -> str:
-    from flask import g
-    return g.get("channel") or "web"
-
-
 @blp.route("/bindings/<binding_id>/contributions", methods=["POST"])
 @person_required
 @blp.doc(security=BEARER)
@@ -90,7 +85,7 @@ def pay(data, binding_id):
     person = current_person()
 
     def act():
-        payment = contributions.pay(person, binding_id, data["year"], data["commitment"], _channel())
+        payment = contributions.pay(person, binding_id, data["year"], data["commitment"], current_channel())
         return dump_payment(payment, person.id), 201
 
     answer = idempotency.answer(f"person:{person.id}:contributions:{binding_id}", data, act)

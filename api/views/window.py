@@ -12,12 +12,13 @@ from api.extensions import db
 from api.models import StaffUser
 from api.schemas import (BEARER, JSON_BODY, QUERY, STAFF_AUTH, ApplicationAccepted, Blueprint, MaterialOut,
                          MaterialUpload, refusals)
-from api.services import applications, audit_log, idempotency, manual_reviews, materials
+from api.services import applications, audit_log, contributions, idempotency, manual_reviews, materials
 from api.services.logins import normalize_name
 from api.services.people import person_by_id_number
 from api.pagination import PageArgs
 from api.timefmt import local_iso, local_now
 from api.views.bindings import ApplicationIn
+from api.views.contributions import ContributionOut, dump_payment
 
 blp = Blueprint("window", __name__, url_prefix="/api/v1/staff", description="医保大厅窗口：代为申请、回执单、审计日志")
 
@@ -97,6 +98,60 @@ def file_application(data):
 
     answer = idempotency.answer(f"staff:{staff.id}:applications", data, act)
     return answer.body, answer.status, ({"Idempotency-Replayed": "true"} if answer.replayed else {})
+
+
+class WindowContributionIn(Schema):
+    """代缴 at the window for an authorizer who is present (R15), with the 代缴承诺书 he signed there."""
+    authorizer_name = fields.String(required=True, validate=validate.Length(min=1, max=50))
+    authorizer_id_number = fields.String(required=True, validate=validate.Length(min=15, max=20))
+    binding_id = fields.String(required=True, validate=validate.Length(min=1, max=32),
+                               metadata={"description": "授权人与被代缴家人的共济关系"})
+    year = fields.Integer(required=True, strict=True,
+                          validate=validate.Range(min=contributions.MIN_YEAR, max=contributions.MAX_YEAR))
+    commitment = fields.Boolean(required=True, metadata={
+        "description": "true: 授权人已在窗口签署代缴承诺书 — " + contributions.COMMITMENT})
+
+
+@blp.route("/contributions", methods=["POST"])
+@staff_required("clerk")
+@blp.doc(security=BEARER)
+@blp.arguments(WindowContributionIn)
+@blp.response(201, ContributionOut)
+@refusals(blp, STAFF_AUTH, JSON_BODY,
+          s400="INVALID_ID_NUMBER；COMMITMENT_REQUIRED：须签署代缴承诺书",
+          s404="PERSON_NOT_FOUND：登记中没有该授权人，或不在本窗口的辖区；NOT_FOUND：没有这个共济关系",
+          s409="ALREADY_PAID：该年度已缴纳（任何人、任何渠道）；BINDING_NOT_ACTIVE",
+          s422="AUTHORIZER_NAME_MISMATCH；NOT_AUTHORIZER；CONTRIBUTIONS_NOT_OFFERED；BENEFICIARY_NOT_RESIDENT；NOTHING_DUE；"
+               "BALANCE_SHORT；AUTHORIZER_INSURANCE_CHANGED、BENEFICIARY_INSURANCE_CHANGED、OUT_OF_AREA")
+def pay_contribution(data):
+    """窗口为到场的授权人办理代缴（channel = window）: the same service, refusals and notices as in the app;
+    audited. The 缴费证明 is then printed with GET /staff/contributions/{id}/certificate."""
+    staff = current_staff()
+    authorizer = _authorizer(staff, data)
+    payment = contributions.pay(authorizer, data["binding_id"], data["year"], data["commitment"], "window")
+    audit_log.record_staff_now(staff, "window_contribution", payment.id, authorizer,
+                               {"year": payment.year, "amount_fen": payment.amount_fen})
+    return dump_payment(payment, authorizer.id)
+
+
+@blp.route("/contributions/<contribution_id>/certificate")
+@staff_required("clerk")
+@blp.doc(security=BEARER)
+@blp.response(200, description="缴费证明 (application/pdf)")
+@blp.doc(responses={"200": {"description": "缴费证明 (application/pdf)", "content": {
+    "application/pdf": {"schema": {"type": "string", "format": "binary"}}}}})
+@refusals(blp, STAFF_AUTH, s404="NOT_FOUND：没有这笔代缴，或代缴人不在本窗口的辖区")
+def contribution_certificate(contribution_id):
+    """窗口打印居民医保缴费证明; audited."""
+    staff = current_staff()
+    payment = contributions.for_staff(staff, contribution_id)
+    pdf = documents.contribution_certificate(payment, local_now().strftime("%Y-%m-%d %H:%M"))
+    audit_log.record_staff_now(staff, "contribution_certificate_printed", payment.id, payment.payer,
+                               {"year": payment.year})
+    response = make_response(pdf)
+    response.headers["Content-Type"] = "application/pdf"
+    response.headers["Content-Disposition"] = f"inline; filename=contribution-{payment.year}.pdf"
+    return response
 
 
 class ReceiptArgs(Schema):
