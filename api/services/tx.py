@@ -66,21 +66,28 @@ def current() -> UnitOfWork:
 def unit_of_work() -> Iterator[UnitOfWork]:
     """Runs the block in a unit of work: the outermost commits and then dispatches; nested ones join it."""
     session = db.session()
-    outer = session.info.get(_KEY)
-    if outer is not None:
+    if (outer := session.info.get(_KEY)) is not None:
         yield outer
         return
+    with _running(session) as unit:
+        try:
+            with writing():
+                yield unit
+                session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+    unit._dispatch()
+
+
+@contextmanager
+def _running(session) -> Iterator[UnitOfWork]:
+    """A new unit, the session's while the block runs."""
     unit = session.info[_KEY] = UnitOfWork()
     try:
-        with writing():
-            yield unit
-            session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+        yield unit
     finally:
         session.info.pop(_KEY, None)
-    unit._dispatch()
 
 
 def in_unit() -> bool:
@@ -107,15 +114,11 @@ def within_callers_transaction() -> Iterator[UnitOfWork]:
     services called in the block notify and enqueue as in any unit, and what they collected goes out after that
     transaction's commit — nothing after a rollback. Inside a running unit, the block joins it."""
     session = db.session()
-    outer = session.info.get(_KEY)
-    if outer is not None:
+    if (outer := session.info.get(_KEY)) is not None:
         yield outer
         return
-    unit = session.info[_KEY] = UnitOfWork()
-    try:
+    with _running(session) as unit:
         yield unit
-    finally:
-        session.info.pop(_KEY, None)
     if not session.info.get("dispatch_after_commit_hooked"):
         event.listen(session, "after_commit", _dispatch_deferred)
         event.listen(session, "after_rollback", _drop_deferred)
