@@ -4,13 +4,13 @@ One authorizer, four beneficiaries (his wife, two children, his father), one bin
 not one: a single beneficiary's settlements already take turns on his own row, so only settlements of *different*
 patients show whether the authorizer's account, his bindings and their monthly use are guarded by what they
 share (his row, the bindings' rows). The beneficiaries have no account of their own, so every fen they are paid
-comes from his; his balance has room for about half of the bills.
+comes from his; his balance has room for 26 of the 64 bills.
 
-The commit order is observed exactly: every commit of the app's sessions in this process goes through one lock
-(a few microseconds each, not the settlement's work) and gets a sequence number there. Replaying the settlements,
-the revocation and the new limit in that order then checks each payment against the state in force when it was
-committed — a payment through a binding committed after its revocation, or beyond the month's limit then in
-force, is found whichever thread happened to be scheduled when.
+The commit order is observed exactly: every commit of a unit of work in this process goes through one lock (held
+around the COMMIT only, not around the settlement's work) and gets a sequence number there. Replaying the
+settlements, the revocation and the new limit in that order then checks each payment against the state in force
+when it was committed — a payment through a binding committed after its revocation, or beyond the month's limit
+then in force, is found whichever thread happened to be scheduled when.
 """
 import datetime as dt
 import itertools
@@ -33,7 +33,7 @@ BILL_FEN = 3000
 START_BALANCE = 80_000                   # room for 26 bills of 3,000 out of 64
 REVOKE_AFTER, RELIMIT_AFTER = 12, 20     # settlement commits before the authorizer acts (mid-race)
 LATE = 8                                 # the last settlers are sent once both changes have answered
-OLD_LIMIT, NEW_LIMIT = 60_000, 10_000    # the re-limited binding (it has paid about 15,000 by then)
+OLD_LIMIT, NEW_LIMIT = 60_000, 10_000    # the re-limited binding: lowered to about what it has paid by then
 
 
 class CommitLog:
@@ -177,7 +177,7 @@ def test_settlements_racing_a_revocation_and_a_new_limit_on_one_authorizers_acco
     assert revoked_at and relimited_at
     events = []
     for n in range(SETTLERS):
-        status, body = answers[f"settle-{n}"]
+        body = answers[f"settle-{n}"][1]
         at = log.commit_of(f"settle-{n}")
         assert at is not None, f"settlement {n} answered 201 without a commit of its own"
         events.append((at, n, body))
