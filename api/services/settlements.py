@@ -13,8 +13,9 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, inspect, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
 from api import idnumber, ledger, policy
 from api.auth import voucher_holder
@@ -65,7 +66,10 @@ def _patient_and_checks(institution: Institution, body: dict) -> Person:
         raise ApiError("INVALID_ID_NUMBER", 400, "patient_id_number") from None
     if patient is None:
         raise ApiError("PATIENT_NOT_FOUND", 422, "patient_id_number")
-    kind, holder_id, expired = _credential(body["credential"])
+    if body["credential"] and body["credential"] == patient.card_number:  # his own card: no query to name him
+        kind, holder_id, expired = "card", patient.id, False
+    else:
+        kind, holder_id, expired = _credential(body["credential"])
     if holder_id != patient.id:
         _record_impersonation(institution, patient, kind, holder_id)
         raise ApiError("IMPERSONATION", 403, "credential")
@@ -217,7 +221,16 @@ def settle(institution: Institution, body: dict, idempotency_key: str, use_accou
         if (found := _by_key(institution, idempotency_key)) is None:
             raise
         return _replay(found, digest), True
-    return settlement, False
+    return _answer(settlement), False
+
+
+def _answer(settlement: Settlement) -> Settlement:
+    """The committed settlement with what its answer shows (patient, family payments, their bindings and
+    authorizers) in one query, instead of a lazy load for each of them expired by the commit."""
+    settlement_id = inspect(settlement).identity[0]  # no load: the commit expired every attribute
+    return db.session.scalars(select(Settlement).where(Settlement.id == settlement_id).options(
+        joinedload(Settlement.patient), joinedload(Settlement.family_payments).joinedload(FamilyPayment.binding)
+        .joinedload(Binding.authorizer))).unique().one()
 
 
 def _by_key(institution: Institution, key: str) -> Settlement | None:
