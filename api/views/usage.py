@@ -109,7 +109,8 @@ def staff_usage(args, id_number):
     period = _period(args)
     if request.accept_mimetypes.best_match(["application/json", "application/pdf"]) == "application/pdf":
         records = usage.all_of_person(person, period)
-        label = f"{period.start or '开始'} 至 {period.end or '今天'}"
+        label = "全部记录" if not (period.start or period.end) else \
+            f"{period.start or '最早的记录'} 至 {period.end or '今天'}"
         pdf = documents.usage_statement(person, records, usage.totals(records), label,
                                         local_now().strftime("%Y-%m-%d %H:%M"), staff.username)
         usage.record_statement(staff, person, "statement_printed")
