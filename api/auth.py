@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import hmac
 
 from flask import current_app, g, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -124,9 +125,11 @@ def current_staff() -> StaffUser:
 def current_institution() -> Institution:
     if "institution" not in g:
         key = request.headers.get("X-Institution-Key", "")
-        institution = db.session.scalar(select(Institution).where(Institution.api_key_hash == hash_key(key))) \
+        digest = hash_key(key)
+        # found by its digest (an index lookup reveals nothing of the key), then compared in constant time
+        institution = db.session.scalar(select(Institution).where(Institution.api_key_hash == digest)) \
             if key else None
-        if institution is None:
+        if institution is None or not hmac.compare_digest(institution.api_key_hash, digest):
             raise ApiError("UNAUTHORIZED", 401)
         g.institution = institution
     return g.institution
