@@ -87,10 +87,11 @@ UNAVAILABLE_RETRY_AFTER = 30  # seconds: about what a Redis restart or fail-over
 
 
 def hit(scope: str, account: str, per_account: str = "RATELIMIT_LOGIN_PER_ACCOUNT",
-        per_ip: str | None = "RATELIMIT_LOGIN_PER_IP", fail_closed: bool = False) -> None:
+        per_ip: str | None = "RATELIMIT_LOGIN_PER_IP", fail_closed: bool = False,
+        unavailable_code: str = "LOGIN_UNAVAILABLE") -> None:
     """Counts one attempt of `scope` for `account` (and the caller's IP); over a limit → 429 RATE_LIMITED.
 
-    When the counters cannot be reached: allowed, or with `fail_closed` 503 LOGIN_UNAVAILABLE (Retry-After).
+    When the counters cannot be reached: allowed, or with `fail_closed` 503 `unavailable_code` (Retry-After).
     """
     if not current_app.config.get("RATELIMIT_ENABLED", True):
         return
@@ -102,7 +103,7 @@ def hit(scope: str, account: str, per_account: str = "RATELIMIT_LOGIN_PER_ACCOUN
     except redis.RedisError as exc:
         if fail_closed:
             log.error("rate limiter unavailable, refusing %s attempt: %s", scope, type(exc).__name__)
-            raise ApiError("LOGIN_UNAVAILABLE", 503, None,
+            raise ApiError(unavailable_code, 503, None,
                            headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)}) from None
         # person logins and applications keep working while Redis is down; the outage is logged loudly
         log.error("rate limiter unavailable, allowing %s attempt: %s", scope, type(exc).__name__)

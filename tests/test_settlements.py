@@ -343,3 +343,23 @@ def test_the_bot_reads_the_same_usage_records(client, world):
     chat = Chat(client, p)
     chat.say("记录")
     assert "用父母 李**的账户" in chat.text and "86.50 元" in chat.text
+
+
+def test_the_terminal_fails_closed_when_its_counters_are_away(world, app):
+    """With Redis unreachable the terminal answers 503 rather than letting anyone try card numbers without limit."""
+    import socket
+
+    from flask.testing import FlaskClient
+
+    from api import create_app
+    p = patient(balance=5000)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = create_app({"TESTING": True, "REDIS_URL": f"redis://127.0.0.1:{port}/0"})
+    client = FlaskClient(down, down.response_class)
+    r = client.post("/api/v1/terminal/usage-query", json={"id_number": p.id_number, "card_number": p.card_number})
+    assert (r.status_code, r.json["error"]["code"]) == (503, "SERVICE_UNAVAILABLE") and r.headers["Retry-After"]
+    with down.app_context():
+        db.session.remove()
+        db.engine.dispose()

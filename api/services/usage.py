@@ -114,8 +114,9 @@ def for_terminal(id_number: str, card_number: str) -> Person:
     """12333 / 自助终端: the records of the person whose ID number and card number match. A mismatch answers
     exactly as an unknown person does (nothing tells which half was wrong), and both are rate limited per client
     and per ID number, so the pair cannot be guessed."""
+    # fails closed: the pair is all that guards the records, so no unlimited guessing while the counters are away
     ratelimit.hit("terminal", id_number[:32], per_account="RATELIMIT_TERMINAL_PER_ID",
-                  per_ip="RATELIMIT_TERMINAL_PER_CLIENT")
+                  per_ip="RATELIMIT_TERMINAL_PER_CLIENT", fail_closed=True, unavailable_code="SERVICE_UNAVAILABLE")
     try:
         number = idnumber.normalize(id_number)
     except idnumber.InvalidIdNumber:

@@ -165,7 +165,8 @@ class TerminalAnswer(UsagePage):
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, TerminalAnswer)
 @refusals(blp, JSON_BODY, QUERY, s404="PERSON_NOT_FOUND：身份证号与社保卡号不匹配（与查无此人的回答相同）",
-          s429="RATE_LIMITED：每个身份证号、每台终端的查询次数有限")
+          s429="RATE_LIMITED：每个身份证号、每台终端的查询次数有限",
+          s503="SERVICE_UNAVAILABLE：查询次数限制所依赖的服务不可用，暂不受理（不会不限次数地受理）")
 def terminal(data, page):
     """12333 / 自助终端: usage records with ID number + card number, masked."""
     person = usage.for_terminal(data["id_number"], data["card_number"])
