@@ -3,7 +3,9 @@ import re
 
 _ID_RE = re.compile(r"(?<![0-9])([1-9][0-9]{5})[0-9]{8}([0-9]{3}[0-9Xx])(?![0-9])")
 # the 15-digit ID numbers issued before 1999 (region, YYMMDD, sequence; no check digit) are still in old records
-_OLD_ID_RE = re.compile(r"(?<![0-9])[1-9][0-9]{14}(?![0-9])")
+# standing alone, with a birth date's month and day, so that a receipt number's digits (GJ2026120201989…) are no ID
+_OLD_ID_RE = re.compile(r"(?<![0-9A-Za-z])[1-9][0-9]{5}[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}"
+                        r"(?![0-9A-Za-z])")
 _PHONE_RE = re.compile(r"(?<![0-9])(1[3-9][0-9])[0-9]{4}([0-9]{4})(?![0-9])")
 # 医保卡号 as the registry exports them: one or two letters, then 8–11 digits (G440000001); standing alone, so
 # that longer identifiers (receipt numbers GJ20260101…, hex ids) are left as they are

@@ -229,6 +229,7 @@ class Application(db.Model):
 
     authorizer: Mapped[Person] = relationship(foreign_keys=[authorizer_id])
     beneficiary: Mapped[Person] = relationship(foreign_keys=[beneficiary_id])
+    created_by_staff: Mapped[StaffUser | None] = relationship()  # the clerk who filed it at the window
     materials: Mapped[list[Material]] = relationship(secondary=application_materials)
     events: Mapped[list["ApplicationEvent"]] = relationship(order_by="ApplicationEvent.id",
                                                             back_populates="application")

@@ -111,6 +111,27 @@ FILE_ANSWER = {"responses": {"200": {
     "description": "the file, as image/jpeg, image/png or application/pdf",
     "content": {media_type: {"schema": {"type": "string", "format": "binary"}}
                 for media_type in ("image/jpeg", "image/png", "application/pdf")}}}}
+def Money(**kw) -> fields.Integer:  # noqa: N802  (reads like a field class)
+    """An amount in integer 分, never negative; a JSON integer only ("100" and 1.0 are refused)."""
+    return fields.Integer(strict=True, validate=validate.Range(min=0, max=10**10), **kw)
+
+
+# Idempotency-Key (API.md): the header a client sends, and the one that says an answer is a replay
+REPLAYED_HEADER = {"Idempotency-Replayed": {
+    "description": "true: this is the first answer to the same Idempotency-Key and body, replayed",
+    "schema": {"type": "string", "enum": ["true"]}}}
+
+
+def idempotency_key_parameter(required: bool = False, description: str | None = None) -> dict:
+    parameter = {"in": "header", "name": "Idempotency-Key", "required": required,
+                 "schema": {"type": "string", "maxLength": 255}}
+    return parameter | ({"description": description} if description else {})
+
+
+def replayed_header(replayed: bool) -> dict:
+    return {"Idempotency-Replayed": "true"} if replayed else {}
+
+
 RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
 PERSON_AUTH = {401: "UNAUTHORIZED：未登录或令牌无效；TOKEN_EXPIRED：登录已过期",
                403: "WRONG_TOKEN_KIND：工作人员的令牌不能用于参保人接口"}

@@ -2,14 +2,11 @@
 and 记录, each read from the person's own region policy and data."""
 from __future__ import annotations
 
-from sqlalchemy import select
 
 from api import policy
 from api.errors import ApiError
-from api.extensions import db
 from api.masking import mask_name
 from api.messages import message
-from api.models import Application
 from api.services import applications, menu, people
 from api.services import usage as usage_records
 from api.timefmt import SHANGHAI
@@ -26,7 +23,7 @@ def menu_reply(ctx: Ctx, greeting: bool = True) -> Reply:
     titles = dict(menu.TITLES)
     options = tuple(opt(intent, titles.get(intent) or BY_ID[intent].title) for intent in MENU)
     hello = say("GREETING", name=mask_name(ctx.person.name)) + "\n" if greeting else ""
-    waiting = _awaiting_my_consent(ctx.person)
+    waiting = applications.awaiting_consent_of(ctx.person)
     if waiting:  # R13: what waits for his own answer comes first
         hello += say("CONSENT_WAITING", count=len(waiting))
         options = (opt("consent"), *options)
@@ -38,15 +35,9 @@ def menu_reply(ctx: Ctx, greeting: bool = True) -> Reply:
 CONSENT_AGREE, CONSENT_DECLINE = "consent_agree:", "consent_decline:"
 
 
-def _awaiting_my_consent(person) -> list[Application]:
-    return list(db.session.scalars(select(Application).where(
-        Application.beneficiary_id == person.id, Application.status == "awaiting_consent")
-        .order_by(Application.created_at.desc(), Application.id.desc())))
-
-
 def consent_offer(ctx: Ctx) -> Reply:
     """The newest application waiting for the person's own answer, with 同意 / 不同意."""
-    waiting = _awaiting_my_consent(ctx.person)
+    waiting = applications.awaiting_consent_of(ctx.person)
     if not waiting:
         return Reply(say("CONSENT_NONE"), (MENU_OPTION,))
     app = waiting[0]
@@ -70,7 +61,7 @@ def consent_answer(ctx: Ctx, value: str) -> list[Reply]:
     except ApiError as exc:
         return [Reply(say("CONSENT_NOT_TAKEN", reason=message(exc.code)), (MENU_OPTION,))]
     done = Reply(say("CONSENT_AGREED" if agree else "CONSENT_DECLINED"))
-    return [done, consent_offer(ctx)] if _awaiting_my_consent(ctx.person) else [done, menu_reply(ctx, greeting=False)]
+    return [done, consent_offer(ctx)] if applications.awaiting_consent_of(ctx.person) else [done, menu_reply(ctx, greeting=False)]
 
 
 def _policy(ctx: Ctx) -> policy.Policy | None:
@@ -126,7 +117,7 @@ def scope(ctx: Ctx) -> str:
 
 def status(ctx: Ctx) -> str:
     person = ctx.person
-    rows = _recent_applications(person)
+    rows = applications.recent_of(person, STATUS_SHOWN)
     if not rows:
         return say("STATUS_NONE")
     lines = [say("STATUS_HEAD")]
@@ -140,11 +131,6 @@ def status(ctx: Ctx) -> str:
                          status=applications.STATUS_LABELS[app.status], receipt_no=app.receipt_no,
                          date=f"{app.created_at.astimezone(SHANGHAI):%m月%d日}", reason=reason))
     return "\n".join(lines)
-
-
-def _recent_applications(person) -> list[Application]:
-    query = applications.list_for(person).order_by(Application.created_at.desc(), Application.id.desc())
-    return list(db.session.scalars(query.limit(STATUS_SHOWN)))
 
 
 def usage(ctx: Ctx) -> str:

@@ -139,6 +139,19 @@ def visible_to(person: Person, application_id: str) -> Application:
     return app
 
 
+def awaiting_consent_of(person: Person) -> list[Application]:
+    """The applications waiting for the person's own answer as beneficiary (R13), newest first."""
+    return list(db.session.scalars(select(Application).where(
+        Application.beneficiary_id == person.id, Application.status == "awaiting_consent")
+        .order_by(Application.created_at.desc(), Application.id.desc())))
+
+
+def recent_of(person: Person, limit: int) -> list[Application]:
+    """The person's latest applications, as applicant or as named beneficiary, newest first."""
+    return list(db.session.scalars(list_for(person).order_by(Application.created_at.desc(), Application.id.desc())
+                                   .limit(limit)))
+
+
 def list_for(person: Person):
     return select(Application).where(or_(Application.authorizer_id == person.id,
                                          Application.beneficiary_id == person.id))

@@ -8,9 +8,9 @@ from api.auth import current_channel, current_person, person_required
 from api.masking import mask_id, mask_name
 from api.messages import message
 from api.pagination import PageArgs, paginate
-from api.schemas import (BEARER, JSON_BODY, PERSON_AUTH, QUERY, RELATIONS, ApplicationAccepted, ApplicationDetail,
-                         ApplicationsAnswer, BindingOut, BindingsAnswer, Blueprint, InboxAnswer, NotificationOut,
-                         refusals)
+from api.schemas import (BEARER, Money, JSON_BODY, PERSON_AUTH, QUERY, RELATIONS, REPLAYED_HEADER, ApplicationAccepted,
+                         ApplicationDetail, ApplicationsAnswer, BindingOut, BindingsAnswer, Blueprint,
+                         idempotency_key_parameter, InboxAnswer, NotificationOut, refusals, replayed_header)
 from api.services import applications, bindings, idempotency, materials, notifications
 from api.timefmt import local_iso, local_today
 
@@ -26,11 +26,6 @@ class BindingIdConverter(BaseConverter):
 @blp.record_once
 def _binding_id_converter(state) -> None:  # before the routes below are added
     state.app.url_map.converters["binding_id"] = BindingIdConverter
-
-def Money(**kw) -> fields.Integer:  # noqa: N802  (reads like a field class)
-    """An amount in integer 分, never negative."""
-    return fields.Integer(strict=True, validate=validate.Range(min=0, max=10**10), **kw)
-
 
 def _not_before_today(value) -> None:
     if value < local_today():
@@ -137,11 +132,8 @@ class Applications(MethodView):
     @person_required
     @blp.doc(security=BEARER)
     @blp.arguments(ApplicationIn)
-    @blp.response(202, ApplicationAccepted, headers={"Idempotency-Replayed": {
-        "description": "true: this is the first answer to the same Idempotency-Key and body, replayed",
-        "schema": {"type": "string", "enum": ["true"]}}})
-    @blp.doc(parameters=[{"in": "header", "name": "Idempotency-Key", "required": False,
-                          "schema": {"type": "string", "maxLength": 255}}])
+    @blp.response(202, ApplicationAccepted, headers=REPLAYED_HEADER)
+    @blp.doc(parameters=[idempotency_key_parameter()])
     @refusals(blp, PERSON_AUTH, JSON_BODY,
               s400="INVALID_ID_NUMBER：身份证号码校验不通过；VALID_UNTIL_IN_PAST：有效期早于今天；"
                    "INVALID_INPUT 也用于过长的 Idempotency-Key",
@@ -162,7 +154,7 @@ class Applications(MethodView):
             return {"id": app.id, "status": app.status, "receipt_no": app.receipt_no}, 202
 
         answer = idempotency.answer(f"person:{person.id}:applications", data, act)
-        return answer.body, answer.status, ({"Idempotency-Replayed": "true"} if answer.replayed else {})
+        return answer.body, answer.status, replayed_header(answer.replayed)
 
     @person_required
     @blp.doc(security=BEARER)

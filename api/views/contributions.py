@@ -6,7 +6,8 @@ from api import documents, policy
 from api.auth import current_channel, current_person, person_required
 from api.masking import mask_id, mask_name
 from api.pagination import PageArgs, paginate
-from api.schemas import BEARER, JSON_BODY, PERSON_AUTH, QUERY, Blueprint, OneOf, _out, refusals
+from api.schemas import (BEARER, JSON_BODY, PERSON_AUTH, QUERY, REPLAYED_HEADER, _out, Blueprint,
+                         idempotency_key_parameter, OneOf, refusals, replayed_header)
 from api.services import contributions, idempotency
 from api.timefmt import local_iso, local_now
 
@@ -65,11 +66,8 @@ def dump_payment(p, viewer_id: int) -> dict:
 @person_required
 @blp.doc(security=BEARER)
 @blp.arguments(ContributionIn)
-@blp.response(201, ContributionOut, headers={"Idempotency-Replayed": {
-    "description": "true: this is the first answer to the same Idempotency-Key and body, replayed",
-    "schema": {"type": "string", "enum": ["true"]}}})
-@blp.doc(parameters=[{"in": "header", "name": "Idempotency-Key", "required": False,
-                      "schema": {"type": "string", "maxLength": 255}}])
+@blp.response(201, ContributionOut, headers=REPLAYED_HEADER)
+@blp.doc(parameters=[idempotency_key_parameter()])
 @refusals(blp, PERSON_AUTH, JSON_BODY,
           s400="COMMITMENT_REQUIRED：须确认代缴承诺书（commitment: true）",
           s403="NOT_AUTHORIZER：只有授权人可以代缴",
@@ -89,7 +87,7 @@ def pay(data, binding_id):
         return dump_payment(payment, person.id), 201
 
     answer = idempotency.answer(f"person:{person.id}:contributions:{binding_id}", data, act)
-    return answer.body, answer.status, ({"Idempotency-Replayed": "true"} if answer.replayed else {})
+    return answer.body, answer.status, replayed_header(answer.replayed)
 
 
 @blp.route("/contributions")

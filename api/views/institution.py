@@ -8,11 +8,11 @@ from api.errors import ApiError
 from api.masking import mask_id, mask_name
 from api.pagination import PageArgs
 from api.extensions import smorest
-from api.schemas import JSON_BODY, QUERY, Blueprint, refusals
+from api.schemas import (Money, JSON_BODY, QUERY, REPLAYED_HEADER, Blueprint, idempotency_key_parameter, refusals,
+                         replayed_header)
 from api.services import settlements, usage
 from api.services.settlements import family_part
 from api.timefmt import local_iso
-from api.views.bindings import Money
 
 blp = Blueprint("institution", __name__, url_prefix="/api/v1/institution", description="定点医药机构：结算、预结算、退费")
 INSTITUTION_KEY = [{"institutionKey": []}]
@@ -124,9 +124,9 @@ def quote(data):
 @blp.route("/settlements", methods=["POST"])
 @institution_required
 @blp.arguments(SettlementIn)
-@blp.response(201, SettlementOut)
-@blp.doc(parameters=[{"in": "header", "name": "Idempotency-Key", "required": True, "schema": {"type": "string"},
-                      "description": "每笔结算一个，重试时不变：同一编号与内容只结算一次，重放得到第一次的结果"}])
+@blp.response(201, SettlementOut, headers=REPLAYED_HEADER)
+@blp.doc(parameters=[idempotency_key_parameter(
+    required=True, description="每笔结算一个，重试时不变：同一编号与内容只结算一次，重放得到第一次的结果")])
 @_document(JSON_BODY, BILL, s400="IDEMPOTENCY_KEY_REQUIRED：缺少 Idempotency-Key",
            s409="IDEMPOTENCY_KEY_REUSED：同一 Idempotency-Key 用于不同内容")
 def settle(data):
@@ -138,7 +138,7 @@ def settle(data):
     if not key or len(key) > 255:
         raise ApiError("IDEMPOTENCY_KEY_REQUIRED", 400, "Idempotency-Key")
     settlement, replayed = settlements.settle(current_institution(), data, key)
-    return dump_settlement(settlement), 201, ({"Idempotency-Replayed": "true"} if replayed else {})
+    return dump_settlement(settlement), 201, replayed_header(replayed)
 
 
 @blp.route("/settlements/<settlement_id>/refund", methods=["POST"])

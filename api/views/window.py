@@ -8,10 +8,8 @@ from marshmallow import Schema, fields, validate
 from api import documents, idnumber, policy
 from api.auth import current_staff, staff_required
 from api.errors import ApiError, Refusal
-from api.extensions import db
-from api.models import StaffUser
-from api.schemas import (BEARER, JSON_BODY, QUERY, STAFF_AUTH, ApplicationAccepted, Blueprint, MaterialOut,
-                         MaterialUpload, refusals)
+from api.schemas import (BEARER, JSON_BODY, QUERY, REPLAYED_HEADER, STAFF_AUTH, ApplicationAccepted, Blueprint,
+                         idempotency_key_parameter, MaterialOut, MaterialUpload, refusals, replayed_header)
 from api.services import applications, audit_log, contributions, idempotency, manual_reviews, materials
 from api.services.logins import normalize_name
 from api.services.people import person_by_id_number
@@ -70,11 +68,8 @@ def _authorizer(staff, data):
 @staff_required("clerk")
 @blp.doc(security=BEARER)
 @blp.arguments(WindowApplicationIn)
-@blp.response(202, ApplicationAccepted, headers={"Idempotency-Replayed": {
-    "description": "true: this is the first answer to the same Idempotency-Key and body, replayed",
-    "schema": {"type": "string", "enum": ["true"]}}})
-@blp.doc(parameters=[{"in": "header", "name": "Idempotency-Key", "required": False,
-                      "schema": {"type": "string", "maxLength": 255}}])
+@blp.response(202, ApplicationAccepted, headers=REPLAYED_HEADER)
+@blp.doc(parameters=[idempotency_key_parameter()])
 @refusals(blp, STAFF_AUTH, JSON_BODY,
           s400="INVALID_ID_NUMBER（authorizer_id_number 或 beneficiary_id_number）；VALID_UNTIL_IN_PAST",
           s404="PERSON_NOT_FOUND：登记中没有该授权人，或不在本窗口的辖区",
@@ -97,7 +92,7 @@ def file_application(data):
         return {"id": app.id, "status": app.status, "receipt_no": app.receipt_no}, 202
 
     answer = idempotency.answer(f"staff:{staff.id}:applications", data, act)
-    return answer.body, answer.status, ({"Idempotency-Replayed": "true"} if answer.replayed else {})
+    return answer.body, answer.status, replayed_header(answer.replayed)
 
 
 class WindowContributionIn(Schema):
@@ -172,9 +167,8 @@ def receipt(args, application_id):
     `?format=80mm` for an 80 mm receipt printer. Each printing is audited."""
     staff = current_staff()
     app = manual_reviews.for_staff(staff, application_id)
-    filer = db.session.get(StaffUser, app.created_by_staff_id) if app.created_by_staff_id else None
     pdf = documents.application_receipt(app, staff, local_now().strftime("%Y-%m-%d %H:%M"), args["format"],
-                                        filed_by=filer.username if filer else None)
+                                        filed_by=app.created_by_staff.username if app.created_by_staff else None)
     audit_log.record_staff_now(staff, "receipt_printed", app.id, app.authorizer,
                                {"receipt_no": app.receipt_no, "format": args["format"]})
     response = make_response(pdf)
