@@ -1,5 +1,8 @@
 /* The staff console of the 医保大厅 and the review office, through the public staff API with the staff token. */
 "use strict";
+// how the application was filed, as a clerk reads it (the API answers the channel's code)
+const CHANNELS = { wechat: "微信", alipay: "支付宝", suishenban: "随申办", nhsa_app: "国家医保服务平台 APP",
+                   web: "网上服务大厅", window: "医保大厅窗口" };
 
 const state = { staff: null, tab: null };
 const TABS = [
@@ -100,7 +103,7 @@ TAB_VIEWS.reviews = async (box) => {
       el("div", { class: "grid" },
         el("div", {}, `授权人：${r.authorizer.name} ${r.authorizer.id_number}（${r.authorizer.region_code}）`),
         el("div", {}, `共济人员：${r.beneficiary.name} ${r.beneficiary.id_number}（${r.beneficiary.region_code}）`),
-        el("div", { class: "muted" }, `受理编号 ${r.receipt_no} · 渠道 ${r.channel} · ${when(r.created_at)}`),
+        el("div", { class: "muted" }, `受理编号 ${r.receipt_no} · 渠道 ${CHANNELS[r.channel] || r.channel} · ${when(r.created_at)}`),
         el("div", { class: "muted" }, r.review_due_at ? `审核期限 ${when(r.review_due_at)}` : ""),
         el("div", { class: "muted" }, r.reason || "")),
       el("div", { class: "actions" }, r.materials.length ? r.materials.map((m) =>
