@@ -131,6 +131,9 @@ def current_institution() -> Institution:
             if key else None
         if institution is None or not hmac.compare_digest(institution.api_key_hash, digest):
             raise ApiError("UNAUTHORIZED", 401)
+        # kept as read for the request: a unit of work begins by ending the read transaction, which would expire
+        # it and cost a query on its next use
+        db.session.expunge(institution)
         g.institution = institution
     return g.institution
 

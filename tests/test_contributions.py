@@ -53,7 +53,8 @@ def balance(person) -> int:
 
 def fund_balance() -> int:
     db.session.rollback()
-    return db.session.scalar(select(LedgerAccount.balance_fen).where(LedgerAccount.code == "resident_fund:44")) or 0
+    fund = db.session.scalar(select(LedgerAccount.id).where(LedgerAccount.code == "resident_fund:44"))
+    return 0 if fund is None else ledger.balance(fund)
 
 
 def code(r):

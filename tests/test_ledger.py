@@ -53,7 +53,8 @@ def test_transfer_posts_balanced_postings(world):
     assert sorted(postings) == sorted([(world["alice"], -2500), (world["hospital"], 2500)])
     assert sum(amount for _, amount in postings) == 0
     assert db.session.get(LedgerAccount, world["alice"]).balance_fen == 7500
-    assert db.session.get(LedgerAccount, world["hospital"]).balance_fen == 2500
+    assert ledger.balance(world["hospital"]) == 2500
+    assert db.session.get(LedgerAccount, world["hospital"]).balance_fen == 0  # a counterpart keeps no balance
     assert ledger.check() == []
 
 
@@ -117,11 +118,11 @@ def test_overdraft_raises_and_rollback_leaves_everything_as_it_was(clean_app, cr
 
 def test_system_and_institution_accounts_may_go_negative_personal_never(world):
     funding = db.session.scalar(select(LedgerAccount).where(LedgerAccount.code == ledger.REGISTRY_ACCOUNT))
-    assert funding.balance_fen == -10500  # the registry load is the counterpart of every personal balance
+    assert ledger.balance(funding.id) == -10500  # the registry load is the counterpart of every personal balance
     with writing():
         ledger.post("refund", [Entry(world["hospital"], -700), Entry(world["bob"], 700)])
         db.session.commit()
-    assert db.session.get(LedgerAccount, world["hospital"]).balance_fen == -700
+    assert ledger.balance(world["hospital"]) == -700
     assert db.session.get(LedgerAccount, world["bob"]).balance_fen == 1200
 
     with writing():
@@ -180,14 +181,33 @@ def test_ledger_check_command_names_a_tampered_balance(world, runner):
     assert f"account {code} balance 600 != postings 500" in result.output
 
 
+def test_a_counterpart_account_keeps_no_balance_and_check_names_one_that_does(world, runner):
+    """An institution's account is credited by every settlement of that hospital: a running balance there would be
+    one row every settlement waits on. Its balance is its postings; a cached one is a mismatch."""
+    with writing():
+        ledger.post("transfer", [Entry(world["alice"], -300), Entry(world["hospital"], 300)])
+        db.session.commit()
+    assert db.session.get(LedgerAccount, world["hospital"]).balance_fen == 0
+    assert ledger.balance(world["hospital"]) == 300
+    assert _ledger_check(runner).exit_code == 0
+    with writing():
+        db.session.execute(text("UPDATE ledger_accounts SET balance_fen = 300 WHERE id = :id"),
+                           {"id": world["hospital"]})
+        db.session.commit()
+    code = db.session.get(LedgerAccount, world["hospital"]).code
+    result = _ledger_check(runner)
+    assert result.exit_code == 1
+    assert f"account {code} keeps a balance of 300; a counterpart account keeps none" in result.output
+
+
 def test_ledger_check_command_names_an_unbalanced_transaction(world, runner):
     # a stray posting whose account balance was moved along with it: only the transaction is wrong
     with writing():
         txn_id = db.session.execute(insert(LedgerTransaction).values(kind="transfer", memo="raw")
                                     .returning(LedgerTransaction.id)).scalar_one()
-        db.session.execute(insert(Posting).values(transaction_id=txn_id, account_id=world["hospital"],
+        db.session.execute(insert(Posting).values(transaction_id=txn_id, account_id=world["alice"],
                                                   amount_fen=250))
-        db.session.execute(update(LedgerAccount).where(LedgerAccount.id == world["hospital"])
+        db.session.execute(update(LedgerAccount).where(LedgerAccount.id == world["alice"])
                            .values(balance_fen=LedgerAccount.balance_fen + 250))
         db.session.commit()
     result = _ledger_check(runner)

@@ -93,7 +93,7 @@ def test_many_withdrawals_at_once_never_overdraw(clean_app, busy_app):
     assert final == start - successes * amount >= 0
     assert successes == allowed
     assert outcomes.count("insufficient") == THREADS - allowed
-    assert _balance(target) == successes * amount
+    assert ledger.balance(target) == successes * amount  # a counterpart: its postings
     assert db.session.scalar(select(func.count()).select_from(Posting)
                              .where(Posting.account_id == source, Posting.amount_fen < 0)) == allowed
     assert ledger.check() == []

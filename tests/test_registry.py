@@ -99,8 +99,8 @@ def test_demo_registry_imports(runner):
     prior_credits = 18000 + (38000 if local_today().year > 2026 else 0)
     assert ledger.balance_of(person(demo_number("孙强"))) == (420000 + 56000, 420000 + prior_credits)
     assert "account_credits.csv: 新增 5" in result.output
-    assert db.session.scalar(select(LedgerAccount.balance_fen)
-                             .where(LedgerAccount.code == ledger.REGISTRY_ACCOUNT)) == \
+    assert ledger.balance(db.session.scalar(select(LedgerAccount.id)
+                                            .where(LedgerAccount.code == ledger.REGISTRY_ACCOUNT))) == \
         -sum(ledger.balance_of(p)[0] for p in db.session.scalars(select(Person)))
     assert "persons.csv: 新增 34" in result.output
     assert "persons.csv: 校验 34/34" in result.stderr  # the progress line

@@ -6,7 +6,7 @@ import logging
 
 from redis.exceptions import RedisError
 from rq import Queue, Retry
-from rq.exceptions import DuplicateJobError
+from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
@@ -30,20 +30,27 @@ def enqueue(queue_name: str, func: str, job_id: str, *args) -> bool:
     """
     try:
         q = queue(queue_name)
-        existing = Job.fetch(job_id, connection=q.connection, serializer=JSONSerializer) \
-            if q.connection.exists(f"rq:job:{job_id}") else None
+        try:  # a new id, the common case: one atomic check-and-save
+            q.enqueue(func, *args, job_id=job_id, unique=True, retry=RETRY, result_ttl=300, failure_ttl=7 * 86400)
+            return True
+        except DuplicateJobError:
+            pass
+        try:
+            existing = Job.fetch(job_id, connection=q.connection, serializer=JSONSerializer)
+        except NoSuchJobError:  # gone meanwhile (its result expired)
+            existing = None
         if existing is not None:
             status = existing.get_status(refresh=False)
             if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
                 return True
-            if status == JobStatus.STARTED and existing.started_at and \
-                    dt.datetime.now(dt.timezone.utc) - existing.started_at.replace(tzinfo=dt.timezone.utc) < STALE_AFTER:
+            if status == JobStatus.STARTED and existing.started_at and dt.datetime.now(dt.timezone.utc) - \
+                    existing.started_at.replace(tzinfo=dt.timezone.utc) < STALE_AFTER:
                 return True
             # finished, failed, or abandoned by a dead worker: the database says there is work again
             existing.delete()
         q.enqueue(func, *args, job_id=job_id, unique=True, retry=RETRY, result_ttl=300, failure_ttl=7 * 86400)
         return True
-    except DuplicateJobError:
+    except DuplicateJobError:  # a concurrent enqueue of the same id won
         return True
     except (RedisError, OSError) as exc:
         log.warning("enqueue %s failed: %s; the sweeper will retry", job_id, type(exc).__name__)

@@ -167,7 +167,7 @@ def settle(ctx: Context) -> dict:
     bill = _open(ctx)
     kept: dict = {}
 
-    def record(settlement: Settlement, b: settlements.Breakdown) -> None:
+    def record(settlement: settlements.Settled, b: settlements.Breakdown) -> None:
         balc = own_balance_fen(bill.patient)
         setl_id = new_id("ST")
         family = sum(part["amount_fen"] for part in b.family)

@@ -1,6 +1,7 @@
 """Reading the registry for the rules: a person's facts and the policy of his region."""
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -21,15 +22,21 @@ def policies_of(region_codes) -> dict[str, Policy]:
     """The policies of the provinces of `region_codes`, by province code, in one query (of their versions only,
     when this process has parsed them already)."""
     provinces = {code[:2] for code in region_codes}
-    versions = dict(db.session.execute(select(RegionPolicy.province_code, RegionPolicy.updated_at)
-                                       .where(RegionPolicy.province_code.in_(provinces))).all())
+    return policies_at(dict(db.session.execute(select(RegionPolicy.province_code, RegionPolicy.updated_at)
+                                               .where(RegionPolicy.province_code.in_(provinces))).all()))
+
+
+def policies_at(versions: dict[str, dt.datetime | None]) -> dict[str, Policy]:
+    """The policies of these versions (province code → updated_at, as read beside the people they govern; None
+    where the province has none), parsed again only when a version changed."""
+    versions = {code: version for code, version in versions.items() if version is not None}
     stale = [code for code, version in versions.items() if _parsed.get(code, (None,))[0] != version]
     if stale:
         for code, version, data in db.session.execute(
                 select(RegionPolicy.province_code, RegionPolicy.updated_at, RegionPolicy.data)
                 .where(RegionPolicy.province_code.in_(stale))):
             _parsed[code] = (version, Policy.from_dict(data))
-    return {code: _parsed[code][1] for code in versions}
+    return {code: _parsed[code][1] for code in versions if code in _parsed}
 
 
 def all_policies() -> list[Policy]:

@@ -13,8 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, inspect, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import joinedload
 
 from api import idnumber, ledger, policy
@@ -23,13 +22,13 @@ from api.errors import ApiError, not_found
 from api.extensions import db
 from api.masking import mask_id, mask_name
 from api.models import (Binding, FamilyPayment, ImpersonationAttempt, Institution, Person, Settlement, StaffUser,
-                        utcnow)
+                        new_id, utcnow)
 from api.services import audit, notifications
-from api.services.bindings import used_this_month
-from api.services.people import facts_of_many, person_by_id_number, policies_of
+from api.services import settlement_store as store
+from api.services.people import policies_at
 from api.services.rule_facts import lock_people
 from api.services.tx import unit_of_work
-from api.timefmt import local_today
+from api.timefmt import local_iso, local_today
 
 IMPERSONATION_WINDOW = dt.timedelta(days=30)
 IMPERSONATIONS_BEFORE_SUSPENSION = 3  # the third refusal within the window suspends networked settlement (R9)
@@ -53,30 +52,46 @@ def request_hash(body: dict) -> str:
 
 # --- who may settle -------------------------------------------------------------------------------------------
 
-def _patient_and_checks(institution: Institution, body: dict) -> Person:
-    """R8 (a designated institution), R9 (the patient's own credential), a settleable patient; 4xx otherwise.
+class _Impersonation(Exception):
+    """R9 refused: recorded after the settlement's transaction is rolled back (the record must stay)."""
 
-    A credential that is not the patient's is recorded against its holder in a transaction of its own, which
-    stays when the request is refused."""
-    if not institution.designated:
-        raise ApiError("NOT_DESIGNATED", 403)
+    def __init__(self, patient: store.PersonRow, kind: str, holder_id: int | None):
+        super().__init__(kind)
+        self.patient, self.kind, self.holder_id = patient, kind, holder_id
+
+
+def _facts(person: store.PersonRow, balances: tuple[int, int] | None) -> policy.PersonFacts:
+    total, prior = balances or (0, 0)
+    return policy.PersonFacts(id_number=person.id_number, insurance_type=person.insurance_type, status=person.status,
+                              region_code=person.region_code, balance_fen=total, prior_year_fen=prior,
+                              has_account=person.insurance_type == "employee" and balances is not None,
+                              settlement_suspended=person.settlement_suspended)
+
+
+def _id_number(body: dict) -> str:
     try:
-        patient = person_by_id_number(idnumber.normalize(body["patient_id_number"]))
+        return idnumber.normalize(body["patient_id_number"])
     except idnumber.InvalidIdNumber:
         raise ApiError("INVALID_ID_NUMBER", 400, "patient_id_number") from None
-    if patient is None:
+
+
+def _check_patient(institution: Institution, found: store.Patient | None, credential: str) -> store.PersonRow:
+    """R8 (a designated institution), R9 (the patient's own credential), a settleable patient; 4xx otherwise.
+    A credential that is not the patient's raises _Impersonation, to be recorded once this transaction is gone."""
+    if not institution.designated:
+        raise ApiError("NOT_DESIGNATED", 403)
+    if found is None:
         raise ApiError("PATIENT_NOT_FOUND", 422, "patient_id_number")
-    if body["credential"] and body["credential"] == patient.card_number:  # his own card: no query to name him
+    patient = found.person
+    if credential and credential == patient.card_number:  # his own card: no query to name him
         kind, holder_id, expired = "card", patient.id, False
     else:
-        kind, holder_id, expired = _credential(body["credential"])
+        kind, holder_id, expired = _credential(credential)
     if holder_id != patient.id:
-        _record_impersonation(institution, patient, kind, holder_id)
-        raise ApiError("IMPERSONATION", 403, "credential")
+        raise _Impersonation(patient, kind, holder_id)
     if expired:
         raise ApiError("VOUCHER_EXPIRED", 403, "credential")
-    code = policy.settlement_refusal(facts_of_many([patient])[patient.id], credential_is_patients=True,
-                                     institution_designated=True)
+    code = policy.settlement_refusal(_facts(patient, None), credential_is_patients=True, institution_designated=True)
     if code:
         raise ApiError(code, 403 if code == "SETTLEMENT_SUSPENDED" else 422)
     return patient
@@ -91,15 +106,15 @@ def _credential(credential: str) -> tuple[str, int | None, bool]:
     return ("card", holder, False) if holder is not None else ("unknown", None, False)
 
 
-def _record_impersonation(institution: Institution, patient: Person, kind: str, holder_id: int | None) -> None:
+def _record_impersonation(institution: Institution, refused: _Impersonation) -> None:
     """冒名就医: recorded against the credential's holder; his third within 30 days suspends his networked settlement
     until a reviewer lifts it, and he is told."""
-    db.session.rollback()
+    patient, holder_id = refused.patient, refused.holder_id
     with unit_of_work():
         db.session.add(ImpersonationAttempt(holder_id=holder_id, patient_id=patient.id,
-                                            institution_id=institution.id, credential_kind=kind))
+                                            institution_id=institution.id, credential_kind=refused.kind))
         audit.record(f"institution:{institution.code}", "impersonation_refused", target=mask_id(patient.id_number),
-                     detail={"credential_kind": kind})
+                     detail={"credential_kind": refused.kind})
         if holder_id is None:
             return
         lock_people([holder_id])
@@ -120,50 +135,49 @@ def _record_impersonation(institution: Institution, patient: Person, kind: str, 
 @dataclass
 class _Plan:
     breakdown: Breakdown
-    patient: Person
-    own_split: tuple[int, int]                          # (当年, 历年) from the patient's own account
-    family: list[tuple[Binding, int, tuple[int, int]]]  # (binding, amount, (当年, 历年))
+    patient: store.PersonRow
+    facts: store.Facts
+    own_split: tuple[int, int]                                          # (当年, 历年) from his own account
+    family: list[tuple[store.BindingRow, int, tuple[int, int]]]        # (binding, amount, (当年, 历年))
 
 
 # The HIS gateway's options (api/his/): `pooling(patient, eligible_fen)` is the fund's part, computed under the
 # patient's lock instead of taken from the body; `use_accounts=False` (acct_used_flag "0") leaves every account out.
-Pooling = Callable[[Person, int], int]
+Pooling = Callable[[store.PersonRow, int], int]
 
 
-def _plan(institution: Institution, patient: Person, items: list[dict], pooled_fen: int,
-          use_accounts: bool = True, pooling: Pooling | None = None) -> _Plan:
-    """R7–R10 on what is true now: locks the people and the bindings (see the module), then asks the engine."""
+def _plan(sql: store.Sql, institution: Institution, found: store.Patient, body: dict, use_accounts: bool = True,
+          pooling: Pooling | None = None) -> _Plan:
+    """R7–R10 on what is true now: locks and reads the people, bindings and accounts (settlement_store.read), then
+    asks the engine."""
+    items, pooled_fen = body["items"], body["pooled_fen"]
     total = sum(item["amount_fen"] for item in items)
     eligible = policy.eligible_fen(items)
     if pooling is None and pooled_fen > eligible:
         raise ApiError("POOLED_EXCEEDS_ELIGIBLE", 422, "pooled_fen")
-    bindings = db.session.scalars(select(Binding).where(Binding.beneficiary_id == patient.id,
-                                                        Binding.status == "active")).all() if use_accounts else []
-    lock_people([patient.id, *{b.authorizer_id for b in bindings}])
+    facts = store.read(sql, found.person.id, found.authorizer_ids if use_accounts else [], institution.id,
+                       with_bindings=use_accounts)
+    patient = facts.people[found.person.id]
+    code = policy.settlement_refusal(_facts(patient, None), credential_is_patients=True, institution_designated=True)
+    if code:  # changed while the locks were awaited
+        raise ApiError(code, 403 if code == "SETTLEMENT_SUSPENDED" else 422)
     if pooling is not None:
         pooled_fen = pooling(patient, eligible)
-    if use_accounts and db.session.get_bind().dialect.name != "sqlite":
-        # a revocation or a new limit committed meanwhile is seen (FOR UPDATE re-reads the rows it waited for)
-        bindings = db.session.scalars(select(Binding).where(Binding.beneficiary_id == patient.id,
-                                                            Binding.status == "active")
-                                      .order_by(Binding.id).with_for_update()
-                                      .execution_options(populate_existing=True)).all()
-    people = {patient.id: patient, **{b.authorizer_id: b.authorizer for b in bindings}}
-    facts = facts_of_many(people.values())
-    policies = policies_of({p.region_code for p in people.values()})
-    used = used_this_month([b.id for b in bindings])
+    people = {pid: _facts(person, facts.balances(pid)) for pid, person in facts.people.items()}
+    policies = policies_at({person.region_code[:2]: person.policy_version for person in facts.people.values()})
     sources, by_id = [], {}
-    for b in bindings:
-        authorizer_policy = policies.get(b.authorizer.region_code[:2])
+    for b in facts.bindings:
+        authorizer = facts.people[b.authorizer_id]
+        authorizer_policy = policies.get(authorizer.region_code[:2])
         if authorizer_policy is None:  # his region has left the scheme: his account shares nothing
             continue
         by_id[b.id] = b
         sources.append(policy.FamilySource(
-            binding_id=b.id, authorizer=facts[b.authorizer_id], policy=authorizer_policy, created_at=b.created_at,
-            priority=b.priority, monthly_limit_fen=b.monthly_limit_fen, used_this_month_fen=used.get(b.id, 0),
+            binding_id=b.id, authorizer=people[b.authorizer_id], policy=authorizer_policy, created_at=b.created_at,
+            priority=b.priority, monthly_limit_fen=b.monthly_limit_fen, used_this_month_fen=b.used_this_month_fen,
             per_payment_limit_fen=b.per_payment_limit_fen, valid_until=b.valid_until, valid_from=b.valid_from,
-            beneficiary=facts[patient.id]))  # R14: people who no longer qualify pay nothing, swept or not
-    own = facts[patient.id]
+            beneficiary=people[patient.id]))  # R14: people who no longer qualify pay nothing, swept or not
+    own = people[patient.id]
     own_available = own.balance_fen if own.has_account and use_accounts else 0
     plan = policy.plan_payment(total - pooled_fen, eligible - pooled_fen, own_available,
                                sources, institution.region_code, local_today(),
@@ -172,118 +186,146 @@ def _plan(institution: Institution, patient: Person, items: list[dict], pooled_f
     family, shown = [], []
     for binding_id, amount in plan.family:
         b = by_id[binding_id]
-        a = facts[b.authorizer_id]
+        a = people[b.authorizer_id]
         family.append((b, amount, policy.split_debit(amount, a.balance_fen - a.prior_year_fen, a.prior_year_fen,
-                                                      family_policy=policies[b.authorizer.region_code[:2]])))
-        shown.append(family_part(b, amount))
+                                                      family_policy=policies[a.region_code[:2]])))
+        shown.append(family_part(b.id, b.relation, facts.people[b.authorizer_id], amount))
     breakdown = Breakdown(total_fen=total, eligible_fen=eligible, pooled_fen=pooled_fen,
                           personal_burden_fen=total - pooled_fen, own_account_fen=plan.own_account_fen,
                           cash_fen=plan.cash_fen, family=shown)
-    return _Plan(breakdown, patient, own_split, family)
+    return _Plan(breakdown, patient, facts, own_split, family)
 
 
-def family_part(binding: Binding, amount_fen: int) -> dict:
+def family_part(binding_id: str, relation_of_binding: str, authorizer, amount_fen: int) -> dict:
     """One family payment as the institution and the patient see it (the authorizer masked)."""
-    relation = policy.INVERSE[binding.relation]  # what the authorizer is to the patient
-    return {"binding_id": binding.id, "amount_fen": amount_fen, "relation": relation,
+    relation = policy.INVERSE[relation_of_binding]  # what the authorizer is to the patient
+    return {"binding_id": binding_id, "amount_fen": amount_fen, "relation": relation,
             "relation_label": policy.RELATIONS[relation],
-            "authorizer": {"name": mask_name(binding.authorizer.name),
-                           "id_number": mask_id(binding.authorizer.id_number)}}
+            "authorizer": {"name": mask_name(authorizer.name), "id_number": mask_id(authorizer.id_number)}}
 
 
 # --- quote, settle, refund --------------------------------------------------------------------------------------
 
 def quote(institution: Institution, body: dict, use_accounts: bool = True, pooling: Pooling | None = None) -> Breakdown:
     """预结算: what a settlement of this bill would pay from each account now; nothing moves."""
-    patient = _patient_and_checks(institution, body)
+    number = _id_number(body)
     try:
-        return _plan(institution, patient, body["items"], body["pooled_fen"], use_accounts, pooling).breakdown
+        sql = store.Sql()
+        found = store.patient(sql, number, institution.id, None)
+        _check_patient(institution, found, body["credential"])
+        return _plan(sql, institution, found, body, use_accounts, pooling).breakdown
+    except _Impersonation as refused:
+        db.session.rollback()
+        _record_impersonation(institution, refused)
+        raise ApiError("IMPERSONATION", 403, "credential") from None
     finally:
         db.session.rollback()  # the locks taken for a true answer are let go at once
 
 
+@dataclass(frozen=True)
+class Settled:
+    """The settlement just written, as the HIS gateway's `on_settled` sees it."""
+    id: str
+    created_at: dt.datetime
+
+
 def settle(institution: Institution, body: dict, idempotency_key: str, use_accounts: bool = True,
            pooling: Pooling | None = None,
-           on_settled: Callable[[Settlement, Breakdown], None] | None = None) -> tuple[Settlement, bool]:
-    """结算: pays the bill (R10 order) in one ledger transaction; the same Idempotency-Key and body answer the
-    first settlement again (replayed = True), another body with it is 409. `on_settled` runs in that transaction
-    (the HIS gateway records its own rows there, so that they and the money commit together)."""
+           on_settled: Callable[[Settled, Breakdown], None] | None = None) -> tuple[dict, bool]:
+    """结算: pays the bill (R10 order) in one ledger transaction; returns (the answer, replayed). The same
+    Idempotency-Key and body answer the first settlement again (replayed = True), another body with it is 409.
+    `on_settled` runs in that transaction (the HIS gateway records its own rows there, so that they and the money
+    commit together)."""
     digest = request_hash(body)
-    if (found := _by_key(institution, idempotency_key)) is not None:
-        return _replay(found, digest), True
-    patient = _patient_and_checks(institution, body)
     try:
+        number = idnumber.normalize(body["patient_id_number"])
+    except idnumber.InvalidIdNumber:
+        number = None
+    try:
+        with unit_of_work() as unit:
+            sql = store.Sql()
+            found = store.patient(sql, number, institution.id, idempotency_key) if number else None
+            existing = found.existing if found else store.settlement_by_key(sql, institution.id, idempotency_key)
+            if existing is not None:
+                return _replay(existing, digest), True
+            if number is None:
+                raise ApiError("INVALID_ID_NUMBER", 400, "patient_id_number")
+            _check_patient(institution, found, body["credential"])
+            answer = _settle(sql, unit, institution, found, body, idempotency_key, digest, use_accounts, pooling,
+                             on_settled)
+    except _Impersonation as refused:
+        _record_impersonation(institution, refused)
+        raise ApiError("IMPERSONATION", 403, "credential") from None
+    except store.DuplicateKey:  # the same key won by a concurrent request: its settlement is the answer
         with unit_of_work():
-            settlement = _settle(institution, patient, body, idempotency_key, digest, use_accounts, pooling,
-                                 on_settled)
-    except IntegrityError:  # the same key won by a concurrent request: its settlement is the answer
-        db.session.rollback()
-        if (found := _by_key(institution, idempotency_key)) is None:
-            raise
-        return _replay(found, digest), True
-    return _answer(settlement), False
+            existing = store.settlement_by_key(store.Sql(), institution.id, idempotency_key)
+        return _replay(existing, digest), True
+    return answer, False
 
 
-def _answer(settlement: Settlement) -> Settlement:
-    """The committed settlement with what its answer shows (patient, family payments, their bindings and
-    authorizers) in one query, instead of a lazy load for each of them expired by the commit."""
-    settlement_id = inspect(settlement).identity[0]  # no load: the commit expired every attribute
+def _replay(existing: tuple[str, str], digest: str) -> dict:
+    settlement_id, first_digest = existing
+    if first_digest != digest:
+        raise ApiError("IDEMPOTENCY_KEY_REUSED", 409, "Idempotency-Key")
+    return answer_of(_loaded(settlement_id))
+
+
+def _loaded(settlement_id: str) -> Settlement:
+    """A settlement with what its answer shows (patient, family payments, their bindings and authorizers)."""
     return db.session.scalars(select(Settlement).where(Settlement.id == settlement_id).options(
         joinedload(Settlement.patient), joinedload(Settlement.family_payments).joinedload(FamilyPayment.binding)
         .joinedload(Binding.authorizer))).unique().one()
 
 
-def _by_key(institution: Institution, key: str) -> Settlement | None:
-    return db.session.scalar(select(Settlement).where(Settlement.institution_id == institution.id,
-                                                      Settlement.idempotency_key == key))
+def answer_of(s: Settlement) -> dict:
+    """A settlement as institutions see it (SettlementOut)."""
+    return {
+        "id": s.id, "status": s.status, "total_fen": s.total_fen, "eligible_fen": s.eligible_fen,
+        "pooled_fen": s.pooled_fen, "personal_burden_fen": s.personal_burden_fen,
+        "own_account_fen": s.own_account_fen, "cash_fen": s.cash_fen,
+        "family": [family_part(p.binding_id, p.binding.relation, p.binding.authorizer, p.amount_fen)
+                   for p in s.family_payments],
+        "patient": {"name": mask_name(s.patient.name), "id_number": mask_id(s.patient.id_number)},
+        "created_at": local_iso(s.created_at), "refunded_at": local_iso(s.refunded_at),
+    }
 
 
-def _replay(settlement: Settlement, digest: str) -> Settlement:
-    if settlement.request_hash != digest:
-        raise ApiError("IDEMPOTENCY_KEY_REUSED", 409, "Idempotency-Key")
-    return settlement
-
-
-def _settle(institution: Institution, patient: Person, body: dict, key: str, digest: str, use_accounts: bool = True,
-            pooling: Pooling | None = None, on_settled=None) -> Settlement:
-    plan = _plan(institution, patient, body["items"], body["pooled_fen"], use_accounts, pooling)
-    b = plan.breakdown
-    settlement = Settlement(institution_id=institution.id, patient_id=patient.id, idempotency_key=key,
-                            request_hash=digest, items=body["items"], total_fen=b.total_fen,
-                            eligible_fen=b.eligible_fen, pooled_fen=b.pooled_fen,
-                            personal_burden_fen=b.personal_burden_fen, own_account_fen=b.own_account_fen,
-                            cash_fen=b.cash_fen, status="settled")
-    db.session.add(settlement)
-    db.session.flush()  # the unique (institution, key) is claimed here, before any money moves
-    entries = _entries(plan.patient, plan.own_split, None)
-    for position, (binding, amount, split) in enumerate(plan.family):
-        entries += _entries(binding.authorizer, split, binding.id)
-        db.session.add(FamilyPayment(settlement_id=settlement.id, position=position, binding_id=binding.id,
-                                     authorizer_id=binding.authorizer_id, beneficiary_id=patient.id,
-                                     institution_id=institution.id, amount_fen=amount,
-                                     created_at=settlement.created_at))
-        notifications.notify(binding.authorizer, "family_payment", "家庭共济账户支付提醒",
-                             f"您的医保个人账户为【{policy.RELATIONS[binding.relation]} {mask_name(patient.name)}】"
-                             f"在【{institution.name}】支付 {policy.money(amount)} 元。", binding_id=binding.id)
-    paid = b.own_account_fen + sum(amount for _, amount, _ in plan.family)
-    if paid:
-        entries.append(ledger.Entry(ledger.institution_account(institution.id).id, paid))
-        try:
-            settlement.transaction_id = ledger.post("settlement", entries, reference=f"settlement:{settlement.id}",
-                                                    memo=f"{institution.code} 结算").id
-        except ledger.InsufficientFunds:  # impossible under the locks; never half a payment if it happens
-            raise ApiError("CONFLICT", 409) from None
+def _settle(sql: store.Sql, unit, institution: Institution, found: store.Patient, body: dict, key: str, digest: str,
+            use_accounts: bool, pooling: Pooling | None, on_settled) -> dict:
+    plan = _plan(sql, institution, found, body, use_accounts, pooling)
+    b, patient, facts = plan.breakdown, plan.patient, plan.facts
+    outcome = store.Outcome(
+        id=new_id(), institution_id=institution.id, patient_id=patient.id, key=key, request_hash=digest,
+        items=body["items"], total_fen=b.total_fen, eligible_fen=b.eligible_fen, pooled_fen=b.pooled_fen,
+        personal_burden_fen=b.personal_burden_fen, own_account_fen=b.own_account_fen, cash_fen=b.cash_fen,
+        memo=f"{institution.code} 结算")
+    outcome.entries = _entries(facts, patient.id, plan.own_split, None)
+    for binding, amount, split in plan.family:
+        outcome.entries += _entries(facts, binding.authorizer_id, split, binding.id)
+        outcome.payments.append(store.Payment(
+            binding, amount, "家庭共济账户支付提醒",
+            f"您的医保个人账户为【{policy.RELATIONS[binding.relation]} {mask_name(patient.name)}】"
+            f"在【{institution.name}】支付 {policy.money(amount)} 元。"))
+    if outcome.entries:
+        outcome.counterpart_account_id = facts.institution_account_id or \
+            ledger.institution_account(institution.id).id
+    now = utcnow()
+    try:
+        unit.deliver_after_commit(store.write(sql, outcome, now))
+    except store.Overdrawn:  # impossible under the locks; never half a payment if it happens
+        raise ApiError("CONFLICT", 409) from None
     if on_settled is not None:
-        on_settled(settlement, b)
-    return settlement
+        on_settled(Settled(outcome.id, now), b)
+    return {"id": outcome.id, "status": "settled", **b.__dict__,
+            "patient": {"name": mask_name(patient.name), "id_number": mask_id(patient.id_number)},
+            "created_at": local_iso(now), "refunded_at": None}
 
 
-def _entries(person: Person, split: tuple[int, int], binding_id: str | None) -> list[ledger.Entry]:
-    if not any(split):
-        return []
-    current, prior = ledger.personal_accounts(person)
-    return [ledger.Entry(account.id, -amount, binding_id)
-            for account, amount in ((current, split[0]), (prior, split[1])) if amount]
+def _entries(facts: store.Facts, person_id: int, split: tuple[int, int],
+             binding_id: str | None) -> list[tuple[int, int, str | None]]:
+    """The debits of a person's account: (account id, −amount, binding id) from 当年 and 历年."""
+    return [(facts.accounts[(person_id, kind)].id, -amount, binding_id)
+            for kind, amount in (("personal_current", split[0]), ("personal_prior", split[1])) if amount]
 
 
 def refund(institution: Institution, settlement_id: str,

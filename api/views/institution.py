@@ -5,14 +5,11 @@ from marshmallow import Schema, fields, validate
 from api import policy
 from api.auth import current_institution, institution_required
 from api.errors import ApiError
-from api.masking import mask_id, mask_name
 from api.pagination import PageArgs
 from api.extensions import smorest
 from api.schemas import (Money, JSON_BODY, QUERY, REPLAYED_HEADER, Blueprint, idempotency_key_parameter, refusals,
                          replayed_header)
 from api.services import settlements, usage
-from api.services.settlements import family_part
-from api.timefmt import local_iso
 
 blp = Blueprint("institution", __name__, url_prefix="/api/v1/institution", description="定点医药机构：结算、预结算、退费")
 INSTITUTION_KEY = [{"institutionKey": []}]
@@ -86,17 +83,6 @@ class SettlementsArgs(PageArgs):
     to = fields.Date(load_default=None)
 
 
-def dump_settlement(s) -> dict:
-    return {
-        "id": s.id, "status": s.status, "total_fen": s.total_fen, "eligible_fen": s.eligible_fen,
-        "pooled_fen": s.pooled_fen, "personal_burden_fen": s.personal_burden_fen,
-        "own_account_fen": s.own_account_fen, "cash_fen": s.cash_fen,
-        "family": [family_part(p.binding, p.amount_fen) for p in s.family_payments],
-        "patient": {"name": mask_name(s.patient.name), "id_number": mask_id(s.patient.id_number)},
-        "created_at": local_iso(s.created_at), "refunded_at": local_iso(s.refunded_at),
-    }
-
-
 KEY = {401: "UNAUTHORIZED：X-Institution-Key 缺失或不正确"}
 BILL = {400: "INVALID_ID_NUMBER：患者身份证号不正确",
         403: "NOT_DESIGNATED：非定点机构；IMPERSONATION：凭证不是患者本人的（冒名就医，已记录）；VOUCHER_EXPIRED："
@@ -137,8 +123,8 @@ def settle(data):
     key = request.headers.get("Idempotency-Key", "").strip()
     if not key or len(key) > 255:
         raise ApiError("IDEMPOTENCY_KEY_REQUIRED", 400, "Idempotency-Key")
-    settlement, replayed = settlements.settle(current_institution(), data, key)
-    return dump_settlement(settlement), 201, replayed_header(replayed)
+    answer, replayed = settlements.settle(current_institution(), data, key)
+    return answer, 201, replayed_header(replayed)
 
 
 @blp.route("/settlements/<settlement_id>/refund", methods=["POST"])
@@ -147,7 +133,7 @@ def settle(data):
 @_document(s404="NOT_FOUND：没有这笔结算（其他机构的结算亦然）", s409="ALREADY_REFUNDED：已退费")
 def refund(settlement_id):
     """退费: reverses the settlement exactly, once."""
-    return dump_settlement(settlements.refund(current_institution(), settlement_id))
+    return settlements.answer_of(settlements.refund(current_institution(), settlement_id))
 
 
 @blp.route("/settlements", methods=["GET"])
@@ -160,4 +146,4 @@ def list_settlements(args):
     rows, cursor = usage.institution_settlements(current_institution(), args["patient_id_number"],
                                                  usage.Period(args["from_"], args["to"]), args["limit"],
                                                  args["cursor"])
-    return {"items": [dump_settlement(s) for s in rows], "next_cursor": cursor}
+    return {"items": [settlements.answer_of(s) for s in rows], "next_cursor": cursor}
