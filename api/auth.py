@@ -8,7 +8,7 @@ import hmac
 
 from flask import current_app, g, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from api.errors import ApiError
 from api.extensions import db
@@ -122,19 +122,22 @@ def current_staff() -> StaffUser:
     return g.staff
 
 
+# built once: every request of an institution (each settlement of a city's hospitals) runs it
+_INSTITUTION_BY_KEY = select(Institution.id, Institution.code, Institution.name, Institution.region_code,
+                             Institution.designated, Institution.api_key_hash) \
+    .where(Institution.api_key_hash == bindparam("digest"))
+
+
 def current_institution() -> Institution:
     if "institution" not in g:
         key = request.headers.get("X-Institution-Key", "")
         digest = hash_key(key)
         # found by its digest (an index lookup reveals nothing of the key), then compared in constant time
-        institution = db.session.scalar(select(Institution).where(Institution.api_key_hash == digest)) \
-            if key else None
-        if institution is None or not hmac.compare_digest(institution.api_key_hash, digest):
+        row = db.session.execute(_INSTITUTION_BY_KEY, {"digest": digest}).first() if key else None
+        if row is None or not hmac.compare_digest(row.api_key_hash, digest):
             raise ApiError("UNAUTHORIZED", 401)
-        # kept as read for the request: a unit of work begins by ending the read transaction, which would expire
-        # it and cost a query on its next use
-        db.session.expunge(institution)
-        g.institution = institution
+        # columns, not an entity of the session: kept as read for the request, never expired and loaded again
+        g.institution = Institution(**row._asdict())
     return g.institution
 
 
