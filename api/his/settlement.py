@@ -22,6 +22,7 @@ from api.his.visits import batch_lines, new_id, visit_of
 from api.models import HisMessage, HisSettlement, Person, Settlement, utcnow
 from api.services import settlements
 from api.services.people import policies_of
+from api.services.settlement_store import PersonRow
 from api.services.tx import unit_of_work
 from api.timefmt import SHANGHAI, local_today
 
@@ -39,7 +40,7 @@ class _Pooling:
         self.part = policy.PooledPart(0, 0)
         self.ratio = 0
 
-    def __call__(self, patient: Person, eligible_fen: int) -> int:
+    def __call__(self, patient: PersonRow, eligible_fen: int) -> int:
         rule = (policies_of([patient.region_code]).get(patient.region_code[:2]) or _NO_POLICY).outpatient_pooling
         deducted, pooled = db.session.execute(
             select(func.coalesce(func.sum(HisSettlement.deductible_fen), 0),

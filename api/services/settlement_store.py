@@ -236,6 +236,18 @@ class Payment:
 
 
 @dataclass
+class Breakdown:
+    """What each account pays of a bill (the answer of a quote and of a settlement)."""
+    total_fen: int
+    eligible_fen: int
+    pooled_fen: int
+    personal_burden_fen: int
+    own_account_fen: int
+    cash_fen: int
+    family: list[dict] = field(default_factory=list)  # {binding_id, authorizer, relation, relation_label, amount_fen}
+
+
+@dataclass
 class Outcome:
     """A settlement to write: its row, the ledger entries (account id, amount, binding id) and the family payments."""
     id: str
@@ -244,12 +256,7 @@ class Outcome:
     key: str
     request_hash: str
     items: list
-    total_fen: int
-    eligible_fen: int
-    pooled_fen: int
-    personal_burden_fen: int
-    own_account_fen: int
-    cash_fen: int
+    amounts: Breakdown
     entries: list[tuple[int, int, str | None]] = field(default_factory=list)
     counterpart_account_id: int | None = None   # the institution's account, credited with what the accounts paid
     payments: list[Payment] = field(default_factory=list)
@@ -279,16 +286,16 @@ def write(sql: Sql, outcome: Outcome, at: dt.datetime) -> list[str]:
             params.update({f"account_{i}": account_id, f"amount_{i}": amount, f"binding_{i}": binding_id})
         sql.run("INSERT INTO postings (transaction_id, account_id, amount_fen, binding_id) VALUES "
                 + ", ".join(values), params)
-    o = outcome
+    o, b = outcome, outcome.amounts
     try:
         sql.run("INSERT INTO settlements (id, institution_id, patient_id, idempotency_key, request_hash, items, "
                 "total_fen, eligible_fen, pooled_fen, personal_burden_fen, own_account_fen, cash_fen, status, "
                 "transaction_id, created_at) VALUES (:id, :institution, :patient, :key, :hash, "
                 f"{sql.json(':items')}, :total, :eligible, :pooled, :burden, :own, :cash, 'settled', :transaction, :at)",
                 {"id": o.id, "institution": o.institution_id, "patient": o.patient_id, "key": o.key,
-                 "hash": o.request_hash, "items": json.dumps(o.items, ensure_ascii=False), "total": o.total_fen,
-                 "eligible": o.eligible_fen, "pooled": o.pooled_fen, "burden": o.personal_burden_fen,
-                 "own": o.own_account_fen, "cash": o.cash_fen, "transaction": transaction_id, "at": when})
+                 "hash": o.request_hash, "items": json.dumps(o.items, ensure_ascii=False), "total": b.total_fen,
+                 "eligible": b.eligible_fen, "pooled": b.pooled_fen, "burden": b.personal_burden_fen,
+                 "own": b.own_account_fen, "cash": b.cash_fen, "transaction": transaction_id, "at": when})
     except sql.integrity_error as exc:
         raise DuplicateKey(o.key) from exc
     if not o.payments:

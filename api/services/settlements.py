@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import joinedload
@@ -25,6 +25,7 @@ from api.models import (Binding, FamilyPayment, ImpersonationAttempt, Institutio
                         new_id, utcnow)
 from api.services import audit, notifications
 from api.services import settlement_store as store
+from api.services.settlement_store import Breakdown
 from api.services.people import policies_at
 from api.services.rule_facts import lock_people
 from api.services.tx import unit_of_work
@@ -32,18 +33,6 @@ from api.timefmt import local_iso, local_today
 
 IMPERSONATION_WINDOW = dt.timedelta(days=30)
 IMPERSONATIONS_BEFORE_SUSPENSION = 3  # the third refusal within the window suspends networked settlement (R9)
-
-
-@dataclass
-class Breakdown:
-    """What each account pays of a bill (the answer of a quote and of a settlement)."""
-    total_fen: int
-    eligible_fen: int
-    pooled_fen: int
-    personal_burden_fen: int
-    own_account_fen: int
-    cash_fen: int
-    family: list[dict] = field(default_factory=list)  # {binding_id, authorizer, relation, relation_label, amount_fen}
 
 
 def request_hash(body: dict) -> str:
@@ -294,11 +283,8 @@ def _settle(sql: store.Sql, unit, institution: Institution, found: store.Patient
             use_accounts: bool, pooling: Pooling | None, on_settled) -> dict:
     plan = _plan(sql, institution, found, body, use_accounts, pooling)
     b, patient, facts = plan.breakdown, plan.patient, plan.facts
-    outcome = store.Outcome(
-        id=new_id(), institution_id=institution.id, patient_id=patient.id, key=key, request_hash=digest,
-        items=body["items"], total_fen=b.total_fen, eligible_fen=b.eligible_fen, pooled_fen=b.pooled_fen,
-        personal_burden_fen=b.personal_burden_fen, own_account_fen=b.own_account_fen, cash_fen=b.cash_fen,
-        memo=f"{institution.code} 结算")
+    outcome = store.Outcome(id=new_id(), institution_id=institution.id, patient_id=patient.id, key=key,
+                            request_hash=digest, items=body["items"], amounts=b, memo=f"{institution.code} 结算")
     outcome.entries = _entries(facts, patient.id, plan.own_split, None)
     for binding, amount, split in plan.family:
         outcome.entries += _entries(facts, binding.authorizer_id, split, binding.id)
