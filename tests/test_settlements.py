@@ -363,3 +363,41 @@ def test_the_terminal_fails_closed_when_its_counters_are_away(world, app):
     with down.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+def test_a_settlement_runs_a_bounded_number_of_statements(client, world):
+    """The busiest write of the service stays lean (api/services/settlement_store.py): a settlement paid from the
+    patient's own account and a relative's takes one look-up of the institution and eleven statements of the store
+    — not the ORM's 27 — whatever the database. (The first settlement of a process also reads the region's
+    policy once, to parse it.)"""
+    from sqlalchemy import event
+
+    from api.services import settlement_store
+    p = patient(balance=1000)
+    bind(authorizer("李父"), p)
+    assert settle(client, world["gz"], bill(p, [100])).status_code == 201
+    body = bill(p, [5000])
+    statements = []
+    original = settlement_store.Sql.run
+
+    def counted(self, statement, params=None):
+        statements.append(statement.split()[0] + " " + statement.split()[2 if statement.startswith("INSERT") else 1])
+        return original(self, statement, params)
+
+    def orm(conn, cursor, statement, *args):
+        statements.append("orm: " + statement.split("FROM")[-1].split()[0])
+
+    settlement_store.Sql.run = counted
+    event.listen(db.engine, "before_cursor_execute", orm)
+    try:
+        r = settle(client, world["gz"], body)
+    finally:
+        settlement_store.Sql.run = original
+        event.remove(db.engine, "before_cursor_execute", orm)
+    assert r.status_code == 201, r.json
+    assert r.json["own_account_fen"] == 900 and family(r)[0][1] == 4100
+    orm_statements = [s for s in statements if s.startswith("orm: ") and not s.startswith("orm: BEGIN")]
+    assert orm_statements == ["orm: institutions"], statements
+    # patient; locks; bindings; accounts; the ledger transaction, two guarded updates, its postings; the settlement,
+    # its family payment, the notice
+    assert len([s for s in statements if not s.startswith("orm: ")]) == 11, statements
