@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 FLASK := $(BIN)/flask --app api
 
-.PHONY: venv migrate seed run demo simulate test bench-review bench-import bench-bot bench-his bench-settle clean
+.PHONY: venv migrate seed run demo simulate test bench-review bench-import bench-bot bench-his bench-settle bench-settle-profile clean
 
 venv: $(STAMP)
 $(STAMP): requirements.txt
@@ -60,6 +60,9 @@ bench-his: venv
 # gunicorn as `make run` starts it (Procfile web); DATABASE_URL set: its schema is dropped and rebuilt
 bench-settle: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m api.embedded $(BIN)/python -m tests.bench.settle $(ARGS)
+
+bench-settle-profile: venv
+	$(BIN)/python -m api.embedded $(BIN)/python -m tests.bench.settle_profile $(ARGS)
 
 bench-import: venv
 	$(BIN)/python -m tests.bench.registry_import
