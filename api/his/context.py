@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import insert
+
 from api.extensions import db
 from api.his import envelope as env
 from api.models import HisMessage, Institution
@@ -21,7 +23,8 @@ class Context:
         return env.answer(output, self.refmsg_time, self.institution.region_code, warn_msg)
 
     def remember(self, answer: dict) -> None:
-        """Keeps the answer under the msgid, in the caller's transaction (with what the message changed)."""
-        db.session.add(HisMessage(institution_id=self.institution.id, msgid=self.msgid, infno=self.infno,
-                                  request_hash=self.digest, answer=env.to_store(answer)))
-        db.session.flush()
+        """Keeps the answer under the msgid, in the caller's transaction (with what the message changed); a
+        concurrent copy of the message that was answered first makes this an IntegrityError at once."""
+        db.session.execute(insert(HisMessage.__table__), {
+            "institution_id": self.institution.id, "msgid": self.msgid, "infno": self.infno,
+            "request_hash": self.digest, "answer": env.to_store(answer)})

@@ -13,7 +13,7 @@ import json
 import logging
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from api.errors import ApiError
@@ -100,9 +100,14 @@ def _digest(infno: str, given) -> str:
     return hashlib.sha256(f"{infno}|{text}".encode()).hexdigest()
 
 
-def _known(ctx: Context) -> HisMessage | None:
-    return db.session.scalar(select(HisMessage).where(HisMessage.institution_id == ctx.institution.id,
-                                                      HisMessage.msgid == ctx.msgid))
+# asked of every message (its msgid may have been answered already): built once, read as columns
+_KNOWN = select(HisMessage.infno, HisMessage.request_hash, HisMessage.answer, HisMessage.voided).where(
+    HisMessage.institution_id == bindparam("institution"), HisMessage.msgid == bindparam("msgid"))
+
+
+def _known(ctx: Context):
+    """The first answer under the message's msgid (infno, request_hash, answer, voided), or None."""
+    return db.session.execute(_KNOWN, {"institution": ctx.institution.id, "msgid": ctx.msgid}).first()
 
 
 def _replay(ctx: Context) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, insert, select
 
 from api import policy
 from api.extensions import db
@@ -21,7 +21,6 @@ from api.his.persons import INSUTYPE, baseinfo, credential, own_balance_fen
 from api.his.visits import batch_lines, new_id, visit_of
 from api.models import HisMessage, HisSettlement, Person, Settlement, utcnow
 from api.services import settlements
-from api.services.people import policies_of
 from api.services.settlement_store import PersonRow
 from api.services.tx import unit_of_work
 from api.timefmt import SHANGHAI, local_today
@@ -40,16 +39,19 @@ class _Pooling:
         self.part = policy.PooledPart(0, 0)
         self.ratio = 0
 
-    def __call__(self, patient: PersonRow, eligible_fen: int) -> int:
-        rule = (policies_of([patient.region_code]).get(patient.region_code[:2]) or _NO_POLICY).outpatient_pooling
-        deducted, pooled = db.session.execute(
-            select(func.coalesce(func.sum(HisSettlement.deductible_fen), 0),
-                   func.coalesce(func.sum(HisSettlement.hifp_fen), 0))
-            .where(HisSettlement.patient_id == patient.id, HisSettlement.year == local_today().year,
-                   HisSettlement.kind == "settle", HisSettlement.reversed_at.is_(None))).one()
+    def __call__(self, patient: PersonRow, eligible_fen: int, region_policy: policy.Policy | None) -> int:
+        rule = (region_policy or _NO_POLICY).outpatient_pooling
+        deducted, pooled = db.session.execute(_YEAR_SO_FAR, {"patient": patient.id, "year": local_today().year}).one()
         self.part = policy.outpatient_pooled(rule, eligible_fen, int(deducted), int(pooled))
         self.ratio = rule.ratio_percent
         return self.part.pooled_fen
+
+
+# the year's 起付线 and fund payments so far, asked at every settlement: built once
+_YEAR_SO_FAR = select(func.coalesce(func.sum(HisSettlement.deductible_fen), 0),
+                      func.coalesce(func.sum(HisSettlement.hifp_fen), 0)) \
+    .where(HisSettlement.patient_id == bindparam("patient"), HisSettlement.year == bindparam("year"),
+           HisSettlement.kind == "settle", HisSettlement.reversed_at.is_(None))
 
 
 class _NoPolicy:
@@ -80,6 +82,10 @@ class _Bill:
         if medfee != sum(line.amount_fen for line in self.lines):
             raise GatewayError("MEDFEE_MISMATCH", f"明细合计 {to_yuan(sum(l.amount_fen for l in self.lines))} 元")
         self.patient = db.session.get(Person, self.visit.patient_id)
+        # kept as read: the settlement's unit of work begins by ending (SQLite) or expiring (PostgreSQL) what the
+        # session loaded, and the answer reads these again after it
+        for row in (self.visit, self.patient, *self.lines):
+            db.session.expunge(row)
         self.pooling = _Pooling()
 
     def body(self) -> dict:
@@ -169,15 +175,16 @@ def settle(ctx: Context) -> dict:
     kept: dict = {}
 
     def record(settlement: settlements.Settled, b: settlements.Breakdown) -> None:
-        balc = own_balance_fen(bill.patient)
+        balc = settlement.own_balance_fen
         setl_id = new_id("ST")
         family = sum(part["amount_fen"] for part in b.family)
-        db.session.add(HisSettlement(
+        db.session.execute(insert(HisSettlement.__table__), dict(
             setl_id=setl_id, kind="settle", settlement_id=settlement.id, institution_id=ctx.institution.id,
             patient_id=bill.patient.id, visit_id=bill.visit.id, chrg_bchno=bill.chrg_bchno, msgid=ctx.msgid,
             year=local_today().year, medfee_fen=b.total_fen, fulamt_ownpay_fen=b.total_fen - b.eligible_fen,
             deductible_fen=bill.pooling.part.deductible_fen, hifp_fen=b.pooled_fen, acct_fen=b.own_account_fen,
-            mulaid_fen=family, cash_fen=b.cash_fen, balc_fen=balc, acct_used=bill.use_accounts))
+            mulaid_fen=family, cash_fen=b.cash_fen, balc_fen=balc, acct_used=bill.use_accounts,
+            created_at=settlement.created_at))
         answer = ctx.answer(_output(bill, b, ctx.msgid, setl_id, balc, settlement.created_at or utcnow()))
         ctx.remember(answer)
         kept["answer"] = answer

@@ -24,7 +24,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from api.auth import hash_key
 from api.extensions import db
@@ -72,6 +72,14 @@ def signed_headers(api_key: str, code: str, infno: str, version: str = "1.0.0", 
     return {**headers, "_api_signature": sign(api_key, headers)}
 
 
+_INSTITUTION_FIELDS = ("id", "code", "name", "region_code", "designated", "api_key_hash")
+# every message is signed: built once
+_SIGNER = select(*(getattr(Institution, name) for name in _INSTITUTION_FIELDS), InstitutionSigningKey.ciphertext,
+                 InstitutionSigningKey.key_hash) \
+    .join(InstitutionSigningKey, InstitutionSigningKey.institution_id == Institution.id) \
+    .where(Institution.code == bindparam("code"))
+
+
 def authenticate(headers, infno: str) -> Institution:
     """The institution that signed this request; GatewayError otherwise."""
     values = {name: (headers.get(name) or "").strip() for name in (*HEADERS, "_api_signature")}
@@ -85,12 +93,11 @@ def authenticate(headers, infno: str) -> Institution:
         raise GatewayError("TIMESTAMP_STALE")
     if values["_api_name"] != infno:
         raise GatewayError("INFNO_MISMATCH", "_api_name")
-    row = db.session.execute(select(Institution, InstitutionSigningKey.ciphertext, InstitutionSigningKey.key_hash)
-                             .join(InstitutionSigningKey, InstitutionSigningKey.institution_id == Institution.id)
-                             .where(Institution.code == values["_api_access_key"])).first()
+    row = db.session.execute(_SIGNER, {"code": values["_api_access_key"]}).first()
     if row is None:
         raise GatewayError("UNKNOWN_INSTITUTION")
-    institution, ciphertext, key_hash = row
+    *columns, ciphertext, key_hash = row
+    institution = Institution(**dict(zip(_INSTITUTION_FIELDS, columns)))  # as read, for this message
     key = decrypt(ciphertext)
     # a key rotated by a later import of the institution alone (not of its signing key) no longer signs
     if key is None or key_hash != institution.api_key_hash:

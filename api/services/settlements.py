@@ -128,11 +128,13 @@ class _Plan:
     facts: store.Facts
     own_split: tuple[int, int]                                          # (当年, 历年) from his own account
     family: list[tuple[store.BindingRow, int, tuple[int, int]]]        # (binding, amount, (当年, 历年))
+    own_balance_after_fen: int                                          # his account's balance once paid (0: none)
 
 
-# The HIS gateway's options (api/his/): `pooling(patient, eligible_fen)` is the fund's part, computed under the
-# patient's lock instead of taken from the body; `use_accounts=False` (acct_used_flag "0") leaves every account out.
-Pooling = Callable[[store.PersonRow, int], int]
+# The HIS gateway's options (api/his/): `pooling(patient, eligible_fen, his region's policy or None)` is the fund's
+# part, computed under the patient's lock instead of taken from the body; `use_accounts=False` (acct_used_flag "0")
+# leaves every account out.
+Pooling = Callable[[store.PersonRow, int, "policy.Policy | None"], int]
 
 
 def _plan(sql: store.Sql, institution: Institution, found: store.Patient, body: dict, use_accounts: bool = True,
@@ -150,10 +152,10 @@ def _plan(sql: store.Sql, institution: Institution, found: store.Patient, body: 
     code = policy.settlement_refusal(_facts(patient, None), credential_is_patients=True, institution_designated=True)
     if code:  # changed while the locks were awaited
         raise ApiError(code, 403 if code == "SETTLEMENT_SUSPENDED" else 422)
-    if pooling is not None:
-        pooled_fen = pooling(patient, eligible)
     people = {pid: _facts(person, facts.balances(pid)) for pid, person in facts.people.items()}
     policies = policies_at({person.region_code[:2]: person.policy_version for person in facts.people.values()})
+    if pooling is not None:
+        pooled_fen = pooling(patient, eligible, policies.get(patient.region_code[:2]))
     sources, by_id = [], {}
     for b in facts.bindings:
         authorizer = facts.people[b.authorizer_id]
@@ -182,7 +184,8 @@ def _plan(sql: store.Sql, institution: Institution, found: store.Patient, body: 
     breakdown = Breakdown(total_fen=total, eligible_fen=eligible, pooled_fen=pooled_fen,
                           personal_burden_fen=total - pooled_fen, own_account_fen=plan.own_account_fen,
                           cash_fen=plan.cash_fen, family=shown)
-    return _Plan(breakdown, patient, facts, own_split, family)
+    own_left = own.balance_fen - plan.own_account_fen if patient.insurance_type == "employee" else 0
+    return _Plan(breakdown, patient, facts, own_split, family, own_left)
 
 
 def family_part(binding_id: str, relation_of_binding: str, authorizer, amount_fen: int) -> dict:
@@ -216,6 +219,7 @@ class Settled:
     """The settlement just written, as the HIS gateway's `on_settled` sees it."""
     id: str
     created_at: dt.datetime
+    own_balance_fen: int  # the patient's own account's balance after it (0 without one)
 
 
 def settle(institution: Institution, body: dict, idempotency_key: str, use_accounts: bool = True,
@@ -301,7 +305,7 @@ def _settle(sql: store.Sql, unit, institution: Institution, found: store.Patient
     except store.Overdrawn:  # impossible under the locks; never half a payment if it happens
         raise ApiError("CONFLICT", 409) from None
     if on_settled is not None:
-        on_settled(Settled(outcome.id, now), b)
+        on_settled(Settled(outcome.id, now, plan.own_balance_after_fen), b)
     return {"id": outcome.id, "status": "settled", **b.__dict__,
             "patient": {"name": mask_name(patient.name), "id_number": mask_id(patient.id_number)},
             "created_at": local_iso(now), "refunded_at": None}
