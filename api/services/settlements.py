@@ -4,6 +4,10 @@ A settlement reads and moves money under locks: the patient's and his authorizer
 order) and his active bindings, so that a revocation, a new limit or another settlement of the same people waits
 for it or is waited for; the ledger's conditional updates guard every balance besides. One ledger transaction
 moves every fen of a settlement, and one reverses it.
+
+Quote and settle read and write through api/services/settlement_store.py (a few plain statements: settlement is
+the service's busiest write); this module checks, plans with the policy engine and answers. Refunds and the rest
+are rarer and use the ORM.
 """
 from __future__ import annotations
 
