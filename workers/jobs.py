@@ -6,6 +6,7 @@ import logging
 from rq.timeouts import BaseTimeoutException
 
 from api.extensions import db
+from api.jobs import NOTICES_DOORBELL, job_queue
 from api.masking import mask_text
 from api.notify import DeliveryFailed
 from api.services import idempotency, materials, notifications, reviews, sweeper
@@ -52,6 +53,17 @@ def deliver_notifications(notification_ids: list):
     if "retry" in statuses.values():
         raise DeliveryFailed("some notifications will be retried")
     return statuses
+
+
+@_job
+def drain_notices():
+    """Woken by settlements (api.jobs.NOTICES_DOORBELL): the doorbell is cleared first, so a notice committed after
+    this drain read what was pending rings again and wakes the next one."""
+    job_queue().answer_door(NOTICES_DOORBELL)
+    counts = notifications.drain()
+    if counts.get("retry"):
+        raise DeliveryFailed(f"{counts['retry']} notifications will be retried")
+    return counts
 
 
 def noop(i=None):

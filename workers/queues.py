@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 
 from redis.exceptions import RedisError
 from rq import Queue, Retry
@@ -85,8 +86,34 @@ def discard_queued(queue_name: str, job_ids: list[str]) -> int:
         return 0
 
 
+# A doorbell left rung by a job that never ran (a lost enqueue, a crash) stops ringing after this; meanwhile the
+# sweeper sends what is pending.
+DOORBELL_TTL_SECONDS = 60
+
+
+def wake(queue_name: str, func: str, doorbell: str) -> bool:
+    """Coalesced wake-ups (a transactionally staged drain): one job for any number of rings until it starts."""
+    try:
+        if not redis_client().set(f"gongji:doorbell:{doorbell}", "1", nx=True, ex=DOORBELL_TTL_SECONDS):
+            return True  # a woken job has not started yet: it will read what this ring's commit wrote
+    except (RedisError, OSError) as exc:
+        log.warning("doorbell %s failed: %s; the sweeper will send", doorbell, type(exc).__name__)
+        return False
+    return enqueue(queue_name, func, f"{doorbell}-{uuid.uuid4().hex}")
+
+
+def answer_door(doorbell: str) -> None:
+    redis_client().delete(f"gongji:doorbell:{doorbell}")
+
+
 class RQJobQueue:
     """`api.jobs.JobQueue` on RQ; `create_app` installs it."""
+
+    def wake(self, queue_name: str, func: str, doorbell: str) -> bool:
+        return wake(queue_name, func, doorbell)
+
+    def answer_door(self, doorbell: str) -> None:
+        answer_door(doorbell)
 
     def enqueue(self, queue_name: str, func: str, job_id: str, *args) -> bool:
         return enqueue(queue_name, func, job_id, *args)

@@ -141,18 +141,53 @@ def deliver_many(ids: list[str] | None = None, application_ids: list[str] | None
     return {nid: result.get(nid, "missing") for nid in (ids if ids is not None else result)}
 
 
-def _claim(ids, application_ids, result: dict[str, str]) -> tuple[dt.datetime, list[tuple[Outgoing, Recipient]]]:
-    """Marks the due rows `sending` until the returned lease, in one commit; notes the others' status in result."""
+# What the drain job (jobs.DRAIN_NOTICES, woken by every settlement) sends: the payment notices, the busiest kind.
+DRAINED_KINDS = ("family_payment",)
+DRAIN_BATCH = 200
+
+
+def drain(kinds: tuple[str, ...] = DRAINED_KINDS) -> dict[str, int]:
+    """Sends every pending notice of `kinds` (and any left `sending` past its lease), oldest first, a batch at a
+    time, as deliver_many does; a notice is tried once per drain. Returns how many ended in each status."""
+    result: dict[str, str] = {}
+    while True:
+        lease, batch = _claim(None, None, result, drain=(kinds, set(result)))
+        if not batch:
+            break
+        outcomes: dict[str, tuple[str, dict | str]] = {}
+        try:
+            _send_each(batch, outcomes)
+        finally:
+            _record(batch, outcomes, lease, result)
+    counts: dict[str, int] = {}
+    for status in result.values():
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+def _claim(ids, application_ids, result: dict[str, str], drain: tuple[tuple[str, ...], set[str]] | None = None,
+           ) -> tuple[dt.datetime, list[tuple[Outgoing, Recipient]]]:
+    """Marks the due rows `sending` until the returned lease, in one commit; notes the others' status in result.
+    The rows are those of `ids`, of `application_ids`, or (`drain`: kinds, ids already tried) the next batch of
+    due notices of those kinds, skipping rows another drainer has locked."""
     now = utcnow()
     lease = now + SENDING_LEASE
     with writing():
         # the row locks serialize claimers (held for this short transaction only, never while sending)
-        query = select(Notification).order_by(Notification.created_at, Notification.id).with_for_update()
+        query = select(Notification).order_by(Notification.created_at, Notification.id)
         if ids is not None:
-            query = query.where(Notification.id.in_(ids))
+            query = query.where(Notification.id.in_(ids)).with_for_update()
+        elif drain is not None:
+            kinds, tried = drain
+            query = query.where(Notification.kind.in_(kinds), or_(
+                Notification.delivery_status == "pending",
+                and_(Notification.delivery_status == "sending", Notification.sending_until <= now)))
+            if tried:
+                query = query.where(Notification.id.not_in(tried))
+            query = query.limit(DRAIN_BATCH).with_for_update(skip_locked=True)
         else:
             query = query.where(Notification.application_id.in_(application_ids),
-                                Notification.delivery_status.in_(("pending", "sending")))
+                                Notification.delivery_status.in_(("pending", "sending"))).with_for_update()
         rows = db.session.scalars(query).all()
         due = [n for n in rows if n.delivery_status == "pending" or
                (n.delivery_status == "sending" and (n.sending_until is None or n.sending_until <= now))]

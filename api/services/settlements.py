@@ -305,7 +305,8 @@ def _settle(sql: store.Sql, unit, institution: Institution, found: store.Patient
             ledger.institution_account(institution.id).id
     now = utcnow()
     try:
-        unit.deliver_after_commit(store.write(sql, outcome, now))
+        if store.write(sql, outcome, now):
+            unit.drain_after_commit()  # the payment notices: one drain job for all that ring meanwhile
     except store.Overdrawn:  # impossible under the locks; never half a payment if it happens
         raise ApiError("CONFLICT", 409) from None
     if on_settled is not None:

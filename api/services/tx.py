@@ -32,12 +32,18 @@ class UnitOfWork:
     def __init__(self) -> None:
         self.jobs: list[Job] = []
         self.notices: list[str] = []  # ids of notifications to deliver, in order
+        self.drain = False            # payment notices written: wake the drain (jobs.DRAIN_NOTICES)
 
     def enqueue_after_commit(self, queue: str, func: str, job_id: str, *args) -> None:
         self.jobs.append(Job(queue, func, job_id, args))
 
     def deliver_after_commit(self, notification_ids: list[str]) -> None:
         self.notices.extend(notification_ids)
+
+    def drain_after_commit(self) -> None:
+        """The unit wrote payment notices (the busiest kind): they go out with every other pending one of their
+        kind, in one drain job however many units ring for it meanwhile, instead of a job each."""
+        self.drain = True
 
     def hand_notices_to_job(self) -> None:
         """The notices collected so far are sent by a job this unit enqueues (a review job sends its application's
@@ -47,6 +53,8 @@ class UnitOfWork:
     def _dispatch(self) -> None:
         for job in self.jobs:
             jobs.enqueue(job.queue, job.func, job.job_id, *job.args)
+        if self.drain:
+            jobs.wake(jobs.NOTIFICATIONS, jobs.DRAIN_NOTICES, jobs.NOTICES_DOORBELL)
         if self.notices:
             # named after the newest: an older pending notice sent along may have a job of its own,
             # `notify-<id>`, and a job of that name would be taken for this one and dropped

@@ -27,7 +27,7 @@ PARTS = (  # (module, function, what it is)
     ("api.services.settlement_store", "patient", "store: the patient and the key"),
     ("api.services.settlement_store", "read", "store: locks, bindings, balances"),
     ("api.services.settlement_store", "write", "store: the ledger, the settlement, the payments, the notices"),
-    ("api.jobs", "enqueue", "the notice's delivery job (RQ)"),
+    ("api.jobs", "wake", "waking the notices' drain job (a Redis SET NX; an RQ enqueue when it was not rung)"),
 )
 
 
