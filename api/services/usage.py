@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import and_, or_, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import aliased, joinedload
 
 from api import idnumber, ratelimit
 from api.errors import ApiError, not_found
@@ -40,9 +40,10 @@ class Period:
                 utc(self.end + dt.timedelta(days=1)) if self.end else None)
 
 
-def page(model, conditions: list, period: Period, limit: int, cursor: str | None, options=()):
+def page(model, conditions: list, period: Period, limit: int, cursor: str | None, options=(), base=None, make=None):
     """Rows of `model` matching any of `conditions` (each served by an index), newest first: each condition is a
-    range scan of at most limit + 1 rows, and the scans are merged here."""
+    range scan of at most limit + 1 rows, and the scans are merged here. With `base` (a select of columns) and
+    `make` (a row to an object with id and created_at), columns are read instead of entities."""
     start, end = period.bounds()
     bounds = []
     if start:
@@ -54,9 +55,10 @@ def page(model, conditions: list, period: Period, limit: int, cursor: str | None
         bounds.append(or_(model.created_at < at, and_(model.created_at == at, model.id < row_id)))
     found = {}
     for condition in conditions:
-        query = select(model).where(condition, *bounds).order_by(model.created_at.desc(), model.id.desc()) \
-            .limit(limit + 1).options(*options)
-        for row in db.session.scalars(query).unique():
+        query = (select(model).options(*options) if base is None else base) \
+            .where(condition, *bounds).order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)
+        rows = db.session.scalars(query).unique() if make is None else map(make, db.session.execute(query))
+        for row in rows:
             found[row.id] = row
     rows = sorted(found.values(), key=lambda r: (r.created_at, r.id), reverse=True)
     next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
@@ -67,17 +69,73 @@ _RECORD = (joinedload(FamilyPayment.institution), joinedload(FamilyPayment.autho
            joinedload(FamilyPayment.beneficiary), joinedload(FamilyPayment.binding))
 
 
+@dataclass(frozen=True)
+class Party:
+    name: str
+    id_number: str
+
+
+@dataclass(frozen=True)
+class Place:
+    code: str
+    name: str
+
+
+@dataclass(frozen=True)
+class BindingRef:
+    relation: str
+
+
+@dataclass(frozen=True)
+class Record:
+    """A usage record as its readers see it: a FamilyPayment's columns and, by the names of its relationships, what
+    the lists show of its institution, people and binding (read as columns, one row each, no entities)."""
+    id: str
+    created_at: dt.datetime
+    amount_fen: int
+    settlement_id: str
+    binding_id: str
+    authorizer_id: int
+    beneficiary_id: int
+    refunded_at: dt.datetime | None
+    institution: Place
+    authorizer: Party
+    beneficiary: Party
+    binding: BindingRef
+
+
+_AUTHORIZER, _BENEFICIARY = aliased(Person), aliased(Person)
+_RECORD_COLUMNS = select(
+    FamilyPayment.id, FamilyPayment.created_at, FamilyPayment.amount_fen, FamilyPayment.settlement_id,
+    FamilyPayment.binding_id, FamilyPayment.authorizer_id, FamilyPayment.beneficiary_id, FamilyPayment.refunded_at,
+    Institution.code, Institution.name, _AUTHORIZER.name, _AUTHORIZER.id_number, _BENEFICIARY.name,
+    _BENEFICIARY.id_number, Binding.relation,
+).join(Institution, Institution.id == FamilyPayment.institution_id) \
+    .join(_AUTHORIZER, _AUTHORIZER.id == FamilyPayment.authorizer_id) \
+    .join(_BENEFICIARY, _BENEFICIARY.id == FamilyPayment.beneficiary_id) \
+    .join(Binding, Binding.id == FamilyPayment.binding_id)
+
+
+def _record(row) -> Record:
+    return Record(*row[:8], institution=Place(row[8], row[9]), authorizer=Party(row[10], row[11]),
+                  beneficiary=Party(row[12], row[13]), binding=BindingRef(row[14]))
+
+
+def _records(conditions: list, period: Period, limit: int, cursor: str | None):
+    return page(FamilyPayment, conditions, period, limit, cursor, base=_RECORD_COLUMNS, make=_record)
+
+
 def of_person(person: Person, period: Period, limit: int, cursor: str | None):
     """Everything the person may see: what his account paid for his relatives, and what theirs paid for him."""
-    return page(FamilyPayment, [FamilyPayment.authorizer_id == person.id, FamilyPayment.beneficiary_id == person.id],
-                period, limit, cursor, _RECORD)
+    return _records([FamilyPayment.authorizer_id == person.id, FamilyPayment.beneficiary_id == person.id],
+                    period, limit, cursor)
 
 
 def of_binding(person: Person, binding_id: str, period: Period, limit: int, cursor: str | None):
     binding = db.session.get(Binding, binding_id)
     if binding is None or person.id not in (binding.authorizer_id, binding.beneficiary_id):
         raise not_found()
-    return page(FamilyPayment, [FamilyPayment.binding_id == binding.id], period, limit, cursor, _RECORD)
+    return _records([FamilyPayment.binding_id == binding.id], period, limit, cursor)
 
 
 def person_for_staff(staff: StaffUser, id_number: str) -> Person:
