@@ -278,6 +278,8 @@ def test_a_suspended_patient_an_unknown_person_and_a_non_designated_institution_
     give_signing_key(shop, "key-n44010601")
     other = His(client, "N44010601", "key-n44010601")
     refused(other.register(v["psn_no"], "02", world["patient"].id_number), "不是定点医药机构")
+    # nor may it read who a person is and what his account holds (1101)
+    refused(other.person("02", world["patient"].id_number), "不是定点医药机构")
     assert balance(world["father"]) == 300000
 
 

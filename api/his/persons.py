@@ -20,7 +20,6 @@ from api.models import Institution, Person
 from api.services.people import person_by_id_number
 from api.timefmt import local_today
 
-CERT_TYPES = {"01": "医保电子凭证", "02": "居民身份证", "03": "社会保障卡"}
 INSUTYPE = {"employee": "310", "resident": "390"}  # 职工基本医疗保险 / 城乡居民基本医疗保险
 INSU_STAS = {"normal": "1", "suspended": "2", "terminated": "4"}  # 正常参保 / 暂停参保 / 终止参保
 
@@ -82,7 +81,9 @@ def own_balance_fen(person: Person) -> int:
 
 def person_info(institution: Institution, envelope: dict) -> dict:
     """1101: the holder of the credential, with one insuinfo row for his one insurance type (balc = his own
-    account's balance)."""
+    account's balance). Only a 定点医药机构 may ask (R8), as only one may register a visit or settle."""
+    if not institution.designated:
+        raise GatewayError("NOT_DESIGNATED")
     found = credential(data_of(envelope))
     if found.holder is None:
         raise GatewayError("PSN_NOT_FOUND")
