@@ -18,8 +18,9 @@ from api import ledger, policy
 from api.errors import ApiError, not_found
 from api.extensions import db
 from api.masking import mask_name
-from api.models import Binding, ContributionPayment, LedgerAccount, Person, ResidentContribution, utcnow
-from api.services import notifications
+from api.models import (Binding, ContributionPayment, LedgerAccount, Person, ResidentContribution, StaffUser,
+                        utcnow)
+from api.services import audit_log, notifications
 from api.services.people import facts_of_many, policies_of
 from api.services.rule_facts import lock_people
 from api.services.manual_reviews import serves
@@ -118,8 +119,10 @@ def _refuse(code: str, field: str | None = None) -> ApiError:
     return ApiError(code, _STATUS.get(code, 422), field)
 
 
-def pay(person: Person, binding_id: str, year: int, commitment: bool, channel: str) -> ContributionPayment:
-    """The authorizer pays his beneficiary's due contribution of `year` (see the module); refusals are ApiErrors."""
+def pay(person: Person, binding_id: str, year: int, commitment: bool, channel: str,
+        staff: StaffUser | None = None) -> ContributionPayment:
+    """The authorizer pays his beneficiary's due contribution of `year` (see the module); refusals are ApiErrors.
+    At the window (`staff`) the clerk's action is audited in the same transaction as the money."""
     with unit_of_work():
         binding = db.session.get(Binding, binding_id)
         if binding is None or person.id not in (binding.authorizer_id, binding.beneficiary_id):
@@ -130,7 +133,7 @@ def pay(person: Person, binding_id: str, year: int, commitment: bool, channel: s
             raise _refuse("COMMITMENT_REQUIRED", "commitment")
         # the people's rows first (as a settlement takes them), then what is true now
         lock_people(sorted({binding.authorizer_id, binding.beneficiary_id}))
-        db.session.refresh(binding)
+        db.session.refresh(binding, with_for_update=True)  # then the binding, as a settlement takes it
         if binding.status != "active":
             raise _refuse("BINDING_NOT_ACTIVE")
         authorizer, beneficiary = binding.authorizer, binding.beneficiary
@@ -184,6 +187,9 @@ def pay(person: Person, binding_id: str, year: int, commitment: bool, channel: s
         notifications.notify(beneficiary, "contribution_paid", "居民医保已代缴",
                              f"{from_b}已用其医保个人账户为您缴纳 {year} 年度居民医保个人缴费 {policy.money(amount)} 元，"
                              "请勿再通过其他渠道重复缴费。", binding_id=binding.id)
+        if staff is not None:
+            audit_log.record_staff(staff, "window_contribution", payment.id, authorizer,
+                                   {"year": year, "amount_fen": amount})
     db.session.refresh(payment)
     return payment
 

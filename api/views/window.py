@@ -9,7 +9,7 @@ from api import documents, idnumber, policy
 from api.auth import current_staff, staff_required
 from api.errors import ApiError, Refusal
 from api.schemas import (BEARER, JSON_BODY, QUERY, REPLAYED_HEADER, STAFF_AUTH, ApplicationAccepted, Blueprint,
-                         idempotency_key_parameter, MaterialOut, MaterialUpload, refusals, replayed_header)
+                         accepted, idempotency_key_parameter, MaterialOut, MaterialUpload, refusals, replayed_header)
 from api.services import applications, audit_log, contributions, idempotency, manual_reviews, materials
 from api.services.logins import normalize_name
 from api.services.people import person_by_id_number
@@ -89,7 +89,7 @@ def file_application(data):
         audit_log.record_staff(staff, "window_application", app.id, authorizer,
                                {"receipt_no": app.receipt_no, "relation": app.relation,
                                 "materials_seen": sorted(data["materials_seen"]), "materials": len(proof)})
-        return {"id": app.id, "status": app.status, "receipt_no": app.receipt_no}, 202
+        return accepted(app), 202
 
     answer = idempotency.answer(f"staff:{staff.id}:applications", data, act)
     return answer.body, answer.status, replayed_header(answer.replayed)
@@ -123,9 +123,8 @@ def pay_contribution(data):
     audited. The 缴费证明 is then printed with GET /staff/contributions/{id}/certificate."""
     staff = current_staff()
     authorizer = _authorizer(staff, data)
-    payment = contributions.pay(authorizer, data["binding_id"], data["year"], data["commitment"], "window")
-    audit_log.record_staff_now(staff, "window_contribution", payment.id, authorizer,
-                               {"year": payment.year, "amount_fen": payment.amount_fen})
+    payment = contributions.pay(authorizer, data["binding_id"], data["year"], data["commitment"], "window",
+                                staff=staff)
     return dump_payment(payment, authorizer.id)
 
 
