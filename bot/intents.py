@@ -17,12 +17,14 @@ class Intent:
     title: str
     synonyms: tuple[str, ...]
     question: bool = False  # a question: answered mid-wizard, then the step is asked again
+    whole: tuple[str, ...] = ()  # words that name the intent only as the whole message (同意 inside a question not)
 
 
 INTENTS: tuple[Intent, ...] = (
     Intent("human", "人工服务", ("人工服务", "转人工", "人工", "客服", "打电话")),
     # R13: "同意" / "不同意" typed without the options shown: the pending request is shown again with them
-    Intent("consent", "待我确认", ("待我确认", "确认共济", "共济确认", "待确认", "不同意", "同意")),
+    Intent("consent", "待我确认", ("待我确认", "确认共济", "共济确认"),
+           whole=("同意", "不同意", "我同意", "我不同意", "待确认")),
     Intent("family_unbinding", "亲情账号解绑", ("亲情账号解绑", "解绑", "解除", "退出共济", "取消共济", "取消绑定",
                                              "不想给他用", "不给他用了")),
     Intent("application_status", "办理进度查询", ("办理进度", "进度", "审核到哪", "审核结果", "审核通过了吗",
@@ -81,7 +83,7 @@ def match(text: str) -> Intent | None:
     if text in BY_ID:
         return BY_ID[text]
     for intent in INTENTS:
-        if text == intent.title or any(s in text for s in intent.synonyms):
+        if text == intent.title or text in intent.whole or any(s in text for s in intent.synonyms):
             return intent
     return None
 

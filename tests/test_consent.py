@@ -173,6 +173,11 @@ def test_the_bot_offers_agree_and_decline(client, gansu):
     assert db.session.get(Application, wife_app).reason_code == "CONSENT_DECLINED"
     chat.say("待我确认")
     assert "没有待确认" in chat.text
+    # 同意 inside a question is not an answer to a request: the question is answered
+    chat.say("家人不同意怎么办？")
+    assert "没有待确认" not in chat.text and "您同意吗" not in chat.text
+    chat.say("办理家庭共济需要家人同意吗")
+    assert "没有待确认" not in chat.text
     # someone else's answer option gets the service's 404, said in words
     stranger = Chat(client, gansu.stranger)
     stranger.tap(f"consent_agree:{wife_app}")
