@@ -131,7 +131,7 @@ def deliver_many(ids: list[str] | None = None, application_ids: list[str] | None
     time), sending (another deliverer holds it), or what it already was.
     """
     result: dict[str, str] = {}
-    lease, batch = _claim(ids, application_ids, result)
+    lease, batch, _ = _claim(ids, application_ids, result)
     if batch:
         outcomes: dict[str, tuple[str, dict | str]] = {}
         try:
@@ -146,12 +146,14 @@ DRAINED_KINDS = ("family_payment",)
 DRAIN_BATCH = 200
 
 
-def drain(kinds: tuple[str, ...] = DRAINED_KINDS) -> dict[str, int]:
-    """Sends every pending notice of `kinds` (and any left `sending` past its lease), oldest first, a batch at a
-    time, as deliver_many does; a notice is tried once per drain. Returns how many ended in each status."""
+def drain() -> dict[str, int]:
+    """Sends every pending notice of DRAINED_KINDS (and any left `sending` past its lease), oldest first, a batch at
+    a time, as deliver_many does; each batch starts after the last one's newest, so a notice is tried once per
+    drain. Returns how many ended in each status."""
     result: dict[str, str] = {}
+    after = None
     while True:
-        lease, batch = _claim(None, None, result, drain=(kinds, set(result)))
+        lease, batch, after = _claim(None, None, result, drain_from=after)
         if not batch:
             break
         outcomes: dict[str, tuple[str, dict | str]] = {}
@@ -165,11 +167,12 @@ def drain(kinds: tuple[str, ...] = DRAINED_KINDS) -> dict[str, int]:
     return counts
 
 
-def _claim(ids, application_ids, result: dict[str, str], drain: tuple[tuple[str, ...], set[str]] | None = None,
-           ) -> tuple[dt.datetime, list[tuple[Outgoing, Recipient]]]:
+def _claim(ids, application_ids, result: dict[str, str], drain_from: tuple | None = None,
+           ) -> tuple[dt.datetime, list[tuple[Outgoing, Recipient]], tuple | None]:
     """Marks the due rows `sending` until the returned lease, in one commit; notes the others' status in result.
-    The rows are those of `ids`, of `application_ids`, or (`drain`: kinds, ids already tried) the next batch of
-    due notices of those kinds, skipping rows another drainer has locked."""
+    The rows are those of `ids`, of `application_ids`, or (a drain: `ids` and `application_ids` None) the next
+    DRAIN_BATCH due notices of DRAINED_KINDS after `drain_from` (created_at, id), skipping rows another drainer has
+    locked. Returns the lease, the batch and where the rows read end (created_at, id)."""
     now = utcnow()
     lease = now + SENDING_LEASE
     with writing():
@@ -177,24 +180,26 @@ def _claim(ids, application_ids, result: dict[str, str], drain: tuple[tuple[str,
         query = select(Notification).order_by(Notification.created_at, Notification.id)
         if ids is not None:
             query = query.where(Notification.id.in_(ids)).with_for_update()
-        elif drain is not None:
-            kinds, tried = drain
-            query = query.where(Notification.kind.in_(kinds), or_(
-                Notification.delivery_status == "pending",
-                and_(Notification.delivery_status == "sending", Notification.sending_until <= now)))
-            if tried:
-                query = query.where(Notification.id.not_in(tried))
-            query = query.limit(DRAIN_BATCH).with_for_update(skip_locked=True)
-        else:
+        elif application_ids is not None:
             query = query.where(Notification.application_id.in_(application_ids),
                                 Notification.delivery_status.in_(("pending", "sending"))).with_for_update()
+        else:
+            query = query.where(Notification.kind.in_(DRAINED_KINDS), or_(
+                Notification.delivery_status == "pending",
+                and_(Notification.delivery_status == "sending", Notification.sending_until <= now)))
+            if drain_from is not None:
+                at, last_id = drain_from
+                query = query.where(or_(Notification.created_at > at,
+                                        and_(Notification.created_at == at, Notification.id > last_id)))
+            query = query.limit(DRAIN_BATCH).with_for_update(skip_locked=True)
         rows = db.session.scalars(query).all()
         due = [n for n in rows if n.delivery_status == "pending" or
                (n.delivery_status == "sending" and (n.sending_until is None or n.sending_until <= now))]
         result.update((n.id, n.delivery_status) for n in rows)  # sent, failed, or sending under another's lease
+        end = (rows[-1].created_at, rows[-1].id) if rows else None
         if not due:
             db.session.rollback()
-            return lease, []
+            return lease, [], end
         person_ids = {n.person_id for n in due}
         people = {pid: Recipient(pid, phone) for pid, phone in
                   db.session.execute(select(Person.id, Person.phone).where(Person.id.in_(person_ids)))}
@@ -205,7 +210,7 @@ def _claim(ids, application_ids, result: dict[str, str], drain: tuple[tuple[str,
                            .values(delivery_status="sending", sending_until=lease, attempts=Notification.attempts + 1)
                            .execution_options(synchronize_session=False))
         db.session.commit()
-    return lease, batch
+    return lease, batch, end
 
 
 def _channel_user_ids(person_ids) -> dict[tuple[int, str], str]:
