@@ -379,8 +379,10 @@ class Counterpart(MaskedParty):
 @_out
 class TimelineEntryOut(Schema):
     status = OneOf(APPLICATION_STATUSES)
+    status_label = fields.String()
     at = fields.String(metadata={"description": "ISO 8601, +08:00"})
-    actor = fields.String(metadata={"description": "applicant | system | staff:<username> …"})
+    actor = fields.String(metadata={"description": "applicant | beneficiary | system | staff:<username>"})
+    actor_label = fields.String(metadata={"description": "申请人 | 共济人 | 系统 | 工作人员"})
     reason_code = OneOf(REASON_CODES, allow_none=True)
     reason = fields.String(allow_none=True, metadata={"description": "中文说明"})
 
@@ -395,7 +397,14 @@ class MaterialRef(Schema):
 class ApplicationAccepted(Schema):
     id = fields.String()
     status = OneOf(APPLICATION_STATUSES)
+    status_label = fields.String()
     receipt_no = fields.String(metadata={"description": "受理编号 GJ<YYYYMMDD, Beijing date><8 hex>"})
+
+
+def accepted(app) -> dict:
+    """The answer to a filed application (ApplicationAccepted), from the app and from the window alike."""
+    return {"id": app.id, "status": app.status, "status_label": STATUS_LABELS[app.status],
+            "receipt_no": app.receipt_no}
 
 
 @_out
@@ -406,6 +415,8 @@ class ApplicationOut(Schema):
     status = OneOf(APPLICATION_STATUSES)
     status_label = fields.String()
     role = OneOf(ROLES, metadata={"description": "the caller's side: authorizer | beneficiary"})
+    can_withdraw = fields.Boolean(metadata={"description": "the caller may withdraw it now (its authorizer, while "
+                                                           "it is pending)"})
     relation = OneOf(RELATIONS)
     relation_label = fields.String()
     authorizer = fields.Nested(MaskedParty)

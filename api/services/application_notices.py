@@ -15,6 +15,11 @@ STATUS_LABELS = {
 }
 
 
+def actor_label(actor: str) -> str:
+    """Who moved an application, as its timeline shows it: applicant, beneficiary (R13 consent), system, staff:…"""
+    return {"applicant": "申请人", "beneficiary": "共济人", "system": "系统"}.get(actor, "工作人员")
+
+
 def _label(relation: str) -> str:
     return policy.RELATIONS.get(relation, relation)
 

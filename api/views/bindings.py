@@ -10,8 +10,10 @@ from api.messages import message
 from api.pagination import PageArgs, paginate
 from api.schemas import (BEARER, Money, JSON_BODY, PERSON_AUTH, QUERY, RELATIONS, REPLAYED_HEADER, ApplicationAccepted,
                          ApplicationDetail, ApplicationsAnswer, BindingOut, BindingsAnswer, Blueprint,
-                         idempotency_key_parameter, InboxAnswer, NotificationOut, refusals, replayed_header)
+                         accepted, idempotency_key_parameter, InboxAnswer, NotificationOut, refusals,
+                         replayed_header)
 from api.services import applications, bindings, idempotency, materials, notifications
+from api.services.application_notices import actor_label
 from api.timefmt import local_iso, local_today
 
 blp = Blueprint("bindings", __name__, url_prefix="/api/v1", description="家庭共济申请、共济关系与消息")
@@ -59,8 +61,10 @@ class ApplicationIn(Schema):
 
 class TimelineEntry(Schema):
     status = fields.String()
+    status_label = fields.Function(lambda e: applications.STATUS_LABELS[e.status])
     at = fields.Function(lambda e: local_iso(e.at))
     actor = fields.String()
+    actor_label = fields.Function(lambda e: actor_label(e.actor))
     reason_code = fields.String(allow_none=True)
     reason = fields.String(allow_none=True)
 
@@ -83,6 +87,7 @@ def dump_application(app, viewer_id: int, detail: bool = False) -> dict:
         "id": app.id, "receipt_no": app.receipt_no, "status": app.status,
         "status_label": applications.STATUS_LABELS[app.status],
         "role": "authorizer" if viewer_id == app.authorizer_id else "beneficiary",
+        "can_withdraw": viewer_id == app.authorizer_id and app.status in policy.PENDING_APPLICATION,
         "relation": counterpart["relation"], "relation_label": counterpart["relation_label"],
         "authorizer": {"name": mask_name(app.authorizer.name), "id_number": mask_id(app.authorizer.id_number)},
         "beneficiary": {"name": mask_name(app.beneficiary.name), "id_number": mask_id(app.beneficiary.id_number)},
@@ -151,7 +156,7 @@ class Applications(MethodView):
             ratelimit.hit("apply", str(person.id), per_account="RATELIMIT_APPLY_PER_PERSON", per_ip=None)
             proof = materials.owned_materials(person, data["material_ids"]) if data["material_ids"] else []
             app = applications.submit(person, data, channel=current_channel(), materials=proof)
-            return {"id": app.id, "status": app.status, "receipt_no": app.receipt_no}, 202
+            return accepted(app), 202
 
         answer = idempotency.answer(f"person:{person.id}:applications", data, act)
         return answer.body, answer.status, replayed_header(answer.replayed)

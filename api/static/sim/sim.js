@@ -227,13 +227,11 @@ VIEWS.app = async (box, id) => {
       a.review_due_at ? el("div", { class: "muted" }, `预计 ${when(a.review_due_at)} 前完成人工审核`) : null),
     el("h3", {}, "办理进度"),
     el("ol", { class: "timeline" }, a.timeline.map((t) => el("li", {},
-      el("strong", {}, t.status === a.status ? a.status_label : ({ submitted: "已提交", reviewing: "审核中",
-        manual_review: "人工审核中", approved: "审核通过", rejected: "未通过", withdrawn: "已撤回", expired: "已过期" })[t.status]),
-      el("div", { class: "muted" }, `${when(t.at)} · ${t.actor === "applicant" ? "申请人" : t.actor === "system" ? "系统" : "工作人员"}`),
+      el("strong", {}, t.status_label),
+      el("div", { class: "muted" }, `${when(t.at)} · ${t.actor_label}`),
       t.reason ? el("div", {}, t.reason) : null))),
     msg,
-    a.role === "authorizer" && ["submitted", "reviewing", "manual_review"].includes(a.status)
-      ? el("p", {}, el("button", { class: "danger", onclick: withdraw }, "撤回申请")) : null,
+    a.can_withdraw ? el("p", {}, el("button", { class: "danger", onclick: withdraw }, "撤回申请")) : null,
     el("p", {}, el("button", { class: "secondary", onclick: () => go("app", id, true) }, "刷新")));
 };
 
@@ -400,8 +398,15 @@ VIEWS.chat = async (box) => {
     } catch (err) { log.append(el("div", { class: "msg bot error" }, err.message)); }
     log.lastElementChild.scrollIntoView({ block: "end" });
   };
-  // what was typed is sent as typed, and shown with any ID number in it masked, as the bot's replies are
-  const masked = (t) => t.replace(/(?<![0-9])([1-9][0-9]{5})[0-9]{8}([0-9]{3}[0-9Xx])(?![0-9])/g, "$1********$2");
+  // what was typed is sent as typed, and shown masked as the bot's replies are (api/masking.py: ID numbers of 18
+  // and 15 digits, phone numbers, card numbers)
+  const keep = (m, head, tail) => m.slice(0, head) + "*".repeat(m.length - head - tail) + m.slice(-tail);
+  const masked = (t) => t
+    .replace(/(?<![0-9])[1-9][0-9]{16}[0-9Xx](?![0-9])/g, (m) => keep(m, 6, 4))
+    .replace(/(?<![0-9A-Za-z])[1-9][0-9]{7}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}(?![0-9A-Za-z])/g,
+      (m) => keep(m, 6, 4))
+    .replace(/(?<![0-9A-Za-z])[A-Za-z]{1,2}[0-9]{8,11}(?![0-9A-Za-z])/g, (m) => keep(m, 2, 4))
+    .replace(/(?<![0-9])1[3-9][0-9]{9}(?![0-9])/g, (m) => keep(m, 3, 4));
   const send = () => { const t = input.value.trim(); if (t) { input.value = ""; say({ text: t }, masked(t)); } };
   input.addEventListener("keydown", (e) => { if (e.key === "Enter") send(); });
   proof.addEventListener("change", async () => {

@@ -13,14 +13,17 @@ const TABS = [
   { id: "audit", label: "审计日志", role: "admin" },
 ];
 const view = () => $("#view");
-const STATUS = { submitted: "已提交", reviewing: "审核中", manual_review: "人工审核中", approved: "审核通过",
-                 rejected: "未通过", withdrawn: "已撤回", expired: "已过期" };
 const ACTIONS = {
   staff_login: "登录", staff_login_failed: "登录失败", staff_created: "创建工作人员", window_application: "窗口代为申请",
   receipt_printed: "打印回执单", review_approve: "审核批准", review_reject: "审核驳回", material_read: "查看证明材料",
   usage_queried: "查询使用记录", usage_statement_printed: "打印使用记录单", settlement_suspension_lifted: "恢复联网结算",
   settlement_suspension_set: "暂停联网结算", impersonation_refused: "拒绝冒名就医",
+  window_contribution: "窗口代缴", contribution_certificate_printed: "打印缴费证明",
+  "registry.reconciliation": "登记库余额对账",
 };
+const ROLES = { clerk: "窗口经办", reviewer: "审核员", admin: "管理员" };
+const DETAIL = { person: "参保人", reason: "原因", credential_kind: "凭证", roles: "角色", region_code: "地区",
+                 persons: "人数", file: "文件", receipt_no: "受理编号", relation: "关系", format: "格式" };
 const can = (role) => state.staff && (state.staff.roles.includes(role) || state.staff.roles.includes("admin"));
 
 function field(id, label, attrs) {
@@ -172,7 +175,7 @@ TAB_VIEWS.window = async (box) => {
       };
       const a = await api.post("/staff/applications", body, { "Idempotency-Key": crypto.randomUUID() });
       fill(result, el("div", { class: "notice", id: "window-result" },
-        "已受理，受理编号 ", el("strong", { id: "window-receipt-no" }, a.receipt_no), `（${STATUS[a.status] || a.status}）`),
+        "已受理，受理编号 ", el("strong", { id: "window-receipt-no" }, a.receipt_no), `（${a.status_label}）`),
         el("div", { class: "actions" },
           el("button", { id: "receipt-a4", onclick: receipt(a.id, "a4", a.receipt_no) }, "打印回执单（A4）"),
           el("button", { id: "receipt-80mm", class: "secondary", onclick: receipt(a.id, "80mm", a.receipt_no) }, "小票（80 mm）"),
@@ -271,7 +274,7 @@ TAB_VIEWS.audit = async (box) => {
           el("td", {}, ACTIONS[e.action] || e.action, el("div", { class: "muted" }, e.action)),
           el("td", { class: "nowrap id" }, e.person || ""),
           el("td", { class: "id", title: target }, /^[0-9a-f]{32}$/.test(target) ? target.slice(0, 8) + "…" : target),
-          el("td", { class: "muted" }, Object.entries(e.detail || {}).map(([k, v]) => `${k}: ${v}`).join("；"))));
+          el("td", { class: "muted" }, Object.entries(e.detail || {}).map(([k, v]) => `${DETAIL[k] || k}：${v}`).join("；"))));
       }
       cursor = page.next_cursor;
       more.classList.toggle("hidden", !cursor);
@@ -298,7 +301,7 @@ function start() {
     $("#who").textContent = "";
     return loginView();
   }
-  $("#who").textContent = `${state.staff.username}（${state.staff.roles.join("、")}）`;
+  $("#who").textContent = `${state.staff.username}（${state.staff.roles.map((r) => ROLES[r] || r).join("、")}）`;
   const mine = TABS.filter((t) => can(t.role));
   fill(tabs, ...mine.map((t) => el("button", { "data-tab": t.id, onclick: () => open(t.id) }, t.label)));
   open(mine.length ? mine[0].id : "reviews");
