@@ -1,4 +1,8 @@
-"""Helpers for life-cycle tests: bearer headers for a person or staff user, and a real RQ burst worker."""
+"""Helpers for life-cycle tests: bearer headers for a person or staff user, a real RQ burst worker, and the text a
+PDF shows."""
+import io
+
+from pypdf import PdfReader
 from werkzeug.security import generate_password_hash
 
 from api.auth import issue_token
@@ -30,3 +34,8 @@ def run_worker() -> None:
     with current_app.app_context():  # a context (and session) of its own, as in a worker process
         build_worker(["reviews", "notifications"]).work(burst=True, logging_level="WARNING")
     db.session.rollback()  # see what the jobs wrote
+
+
+def pdf_text(data: bytes) -> str:
+    """The text of a PDF as a reader sees it (the bytes are compressed: searching them proves nothing)."""
+    return "".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages)

@@ -57,7 +57,8 @@ def test_beneficiaries_at_least_within_the_province(code):
     """N3 (A): 省内跨统筹区 everywhere by 2024-11-26; 上海 is one 统筹区."""
     p = POLICIES[code]
     assert p.beneficiary_area in ("province", "pooling" if code == "31" else "province")
-    assert p.use_scope in ("province", "pooling", "national")
+    # where the account may be used: 上海 is one 统筹区, 浙江 shares across provinces (its own notice), the rest 省内
+    assert p.use_scope == {"31": "pooling", "33": "national"}.get(code, "province")
 
 
 SHAREABLE = {"31": ("prior_year", 0), "33": ("prior_year", 0), "14": ("all", 100000), "35": ("all", 200000)}

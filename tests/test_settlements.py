@@ -6,11 +6,12 @@ import pytest
 from sqlalchemy import func, select
 
 from api import ledger
+from api.masking import mask_id
 from api.extensions import db
 from api.models import Binding, FamilyPayment, ImpersonationAttempt, Notification, Person
 from api.timefmt import local_today
 from tests import factories
-from tests.lifecycle_helpers import person_headers, staff_headers
+from tests.lifecycle_helpers import pdf_text, person_headers, staff_headers
 
 URL = "/api/v1/institution/settlements"
 _keys = itertools.count()
@@ -321,7 +322,9 @@ def test_usage_records_for_each_reader(client, world):
     staff_view = client.get(f"/api/v1/staff/persons/{p.id_number}/usage", headers=clerk)
     assert [i["amount_fen"] for i in staff_view.json["items"]] == [1200]
     pdf = client.get(f"/api/v1/staff/persons/{p.id_number}/usage", headers={**clerk, "Accept": "application/pdf"})
-    assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF") and p.id_number.encode() not in pdf.data
+    assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
+    text = pdf_text(pdf.data)
+    assert p.id_number not in text and mask_id(p.id_number) in text and "12.00" in text
     terminal = client.post("/api/v1/terminal/usage-query", json={"id_number": p.id_number,
                                                                  "card_number": p.card_number})
     assert [i["amount_fen"] for i in terminal.json["items"]] == [1200]

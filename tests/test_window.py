@@ -11,7 +11,7 @@ from api.auth import issue_token
 from api.extensions import db
 from api.models import Application, AuditEvent, Notification, StaffUser
 from tests import factories
-from tests.lifecycle_helpers import run_worker
+from tests.lifecycle_helpers import pdf_text, run_worker
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 SEEN = ["id_card", "insurance_card"]
@@ -40,10 +40,6 @@ def family(clean_app):
 def form(a, b, relation="spouse", **extra) -> dict:
     return {"authorizer_name": a.name, "authorizer_id_number": a.id_number, "beneficiary_name": b.name,
             "beneficiary_id_number": b.id_number, "relation": relation, "materials_seen": SEEN, **extra}
-
-
-def pdf_text(data: bytes) -> str:
-    return "".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages)
 
 
 def test_a_window_application_goes_through_the_same_review_and_both_people_are_told(client, family):
