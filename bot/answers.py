@@ -43,7 +43,7 @@ def consent_offer(ctx: Ctx) -> Reply:
     app = waiting[0]
     text = say("CONSENT_ASK", relation=policy.RELATIONS[policy.INVERSE[app.relation]],
                name=mask_name(app.authorizer.name), receipt_no=app.receipt_no,
-               until=f"{app.consent_due_at.astimezone(SHANGHAI):%m月%d日 %H:%M}" if app.consent_due_at else "期限",
+               until=f"{app.consent_due_at.astimezone(SHANGHAI):%m月%d日 %H:%M}",
                more=say("CONSENT_MORE", count=len(waiting) - 1) if len(waiting) > 1 else "")
     return Reply(text, (opt(CONSENT_AGREE + app.id, "同意"), opt(CONSENT_DECLINE + app.id, "不同意"), MENU_OPTION))
 

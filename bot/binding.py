@@ -109,14 +109,10 @@ def ask_name(ctx: Ctx) -> Reply:
 
 def take_name(ctx: Ctx, said: Said) -> Invalid | Goto:
     name = normalize_name(said.raw)
-    if said.value or not _NAME.match(name) or _looks_like_question(said.raw):
+    if said.value or not _NAME.match(name) or looks_like_question(said.raw):
         return Invalid(say("NAME_INVALID"))
     ctx.dialog.slots["name"] = name
     return after(ctx, "name")
-
-
-def _looks_like_question(raw: str) -> bool:
-    return looks_like_question(raw)
 
 
 # --- id_number ----------------------------------------------------------------------------------------------

@@ -379,7 +379,7 @@ def test_bad_policy_file_is_skipped_alone(runner, tmp_path):
     assert "policies/31.toml: " in result.output and "policies/32.toml:" in result.output
     assert set(db.session.scalars(select(RegionPolicy.province_code))) == \
         {p.stem for p in (registry / "policies").glob("*.toml")} - {"31", "32"}  # 30 of the 32
-    assert "policies/31.toml: 政策无效：31.toml: relations: must be a non-empty subset" in result.output  # file, field
+    assert "policies/31.toml: 政策无效：relations: must be a non-empty subset" in result.output  # file, field
     assert "persons.csv:2:" in result.output  # no policy for 31 now
     policy = db.session.get(RegionPolicy, "44")
     assert policy.name == "广东省" and policy.data["reserve_fen"] == 0

@@ -92,7 +92,6 @@ HANDLERS = {
     "2208": settlement.cancel,
     "2601": settlement.void,
 }
-INFNOS = tuple(HANDLERS)
 
 
 def _digest(infno: str, given) -> str:

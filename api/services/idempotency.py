@@ -38,12 +38,6 @@ def _record(scope: str, key: str) -> IdempotencyRecord | None:
                                                              IdempotencyRecord.key == key))
 
 
-def run(scope: str, payload, action):
-    """Runs `action() -> (body, status)` once per (scope, Idempotency-Key); returns (body, status)."""
-    body, status, _ = answer(scope, payload, action)
-    return body, status
-
-
 def answer(scope: str, payload, action) -> Answer:
     """Runs `action() -> (body, status)` once per (scope, Idempotency-Key), in the same transaction as its record."""
     key = request.headers.get("Idempotency-Key")

@@ -64,17 +64,17 @@ def facts_of(person: Person) -> PersonFacts:
 def facts_of_many(persons) -> dict[int, PersonFacts]:
     """Each person's facts by id, with the balances of all of them read in one query."""
     accounts = ledger.accounts_of([p.id for p in persons])
-    facts = {}
-    for person in persons:
-        account = accounts.get(person.id)
-        total, prior = account or (0, 0)
-        facts[person.id] = PersonFacts(
-            id_number=person.id_number, insurance_type=person.insurance_type, status=person.status,
-            region_code=person.region_code, balance_fen=total, prior_year_fen=prior,
-            has_account=person.insurance_type == "employee" and account is not None,
-            settlement_suspended=person.settlement_suspended,
-        )
-    return facts
+    return {person.id: facts_from(person, accounts.get(person.id)) for person in persons}
+
+
+def facts_from(person, balances: tuple[int, int] | None) -> PersonFacts:
+    """What the rules know of a person (a Person, or a row with its columns) and his account's (total, 历年) balance,
+    None without an account."""
+    total, prior = balances or (0, 0)
+    return PersonFacts(id_number=person.id_number, insurance_type=person.insurance_type, status=person.status,
+                       region_code=person.region_code, balance_fen=total, prior_year_fen=prior,
+                       has_account=person.insurance_type == "employee" and balances is not None,
+                       settlement_suspended=bool(person.settlement_suspended))
 
 
 def person_by_id_number(id_number: str) -> Person | None:

@@ -319,8 +319,8 @@ def _import_policies(directory: Path, report: FileReport, progress: Progress) ->
             at = re.search(r"at line (\d+)", str(exc))
             report.error(int(at.group(1)) if at else None, f"TOML 格式错误：{exc}", name)
             continue
-        except (PolicyError, OSError) as exc:
-            report.error(None, f"政策无效：{exc}", name)
+        except (PolicyError, OSError) as exc:  # the report names the file already
+            report.error(None, f"政策无效：{str(exc).removeprefix(f'{path.name}: ')}", name)
             continue
         row = existing.get(policy.province_code)
         if row is None:

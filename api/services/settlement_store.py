@@ -291,7 +291,8 @@ def write(sql: Sql, outcome: Outcome, at: dt.datetime) -> list[str]:
         sql.run("INSERT INTO settlements (id, institution_id, patient_id, idempotency_key, request_hash, items, "
                 "total_fen, eligible_fen, pooled_fen, personal_burden_fen, own_account_fen, cash_fen, status, "
                 "transaction_id, created_at) VALUES (:id, :institution, :patient, :key, :hash, "
-                f"{sql.json(':items')}, :total, :eligible, :pooled, :burden, :own, :cash, 'settled', :transaction, :at)",
+                f"{sql.json(':items')}, :total, :eligible, :pooled, :burden, :own, :cash, 'settled', :transaction, "
+                ":at)",
                 {"id": o.id, "institution": o.institution_id, "patient": o.patient_id, "key": o.key,
                  "hash": o.request_hash, "items": json.dumps(o.items, ensure_ascii=False), "total": b.total_fen,
                  "eligible": b.eligible_fen, "pooled": b.pooled_fen, "burden": b.personal_burden_fen,

@@ -30,7 +30,7 @@ from api.models import (Binding, FamilyPayment, ImpersonationAttempt, Institutio
 from api.services import audit, notifications
 from api.services import settlement_store as store
 from api.services.settlement_store import Breakdown
-from api.services.people import policies_at
+from api.services.people import facts_from, policies_at
 from api.services.rule_facts import lock_people
 from api.services.tx import unit_of_work
 from api.timefmt import local_iso, local_today
@@ -51,14 +51,6 @@ class _Impersonation(Exception):
     def __init__(self, patient: store.PersonRow, kind: str, holder_id: int | None):
         super().__init__(kind)
         self.patient, self.kind, self.holder_id = patient, kind, holder_id
-
-
-def _facts(person: store.PersonRow, balances: tuple[int, int] | None) -> policy.PersonFacts:
-    total, prior = balances or (0, 0)
-    return policy.PersonFacts(id_number=person.id_number, insurance_type=person.insurance_type, status=person.status,
-                              region_code=person.region_code, balance_fen=total, prior_year_fen=prior,
-                              has_account=person.insurance_type == "employee" and balances is not None,
-                              settlement_suspended=person.settlement_suspended)
 
 
 def _id_number(body: dict) -> str:
@@ -84,7 +76,8 @@ def _check_patient(institution: Institution, found: store.Patient | None, creden
         raise _Impersonation(patient, kind, holder_id)
     if expired:
         raise ApiError("VOUCHER_EXPIRED", 403, "credential")
-    code = policy.settlement_refusal(_facts(patient, None), credential_is_patients=True, institution_designated=True)
+    code = policy.settlement_refusal(facts_from(patient, None), credential_is_patients=True,
+                                     institution_designated=True)
     if code:
         raise ApiError(code, 403 if code == "SETTLEMENT_SUSPENDED" else 422)
     return patient
@@ -153,10 +146,11 @@ def _plan(sql: store.Sql, institution: Institution, found: store.Patient, body: 
     facts = store.read(sql, found.person.id, found.authorizer_ids if use_accounts else [], institution.id,
                        with_bindings=use_accounts)
     patient = facts.people[found.person.id]
-    code = policy.settlement_refusal(_facts(patient, None), credential_is_patients=True, institution_designated=True)
+    code = policy.settlement_refusal(facts_from(patient, None), credential_is_patients=True,
+                                     institution_designated=True)
     if code:  # changed while the locks were awaited
         raise ApiError(code, 403 if code == "SETTLEMENT_SUSPENDED" else 422)
-    people = {pid: _facts(person, facts.balances(pid)) for pid, person in facts.people.items()}
+    people = {pid: facts_from(person, facts.balances(pid)) for pid, person in facts.people.items()}
     policies = policies_at({person.region_code[:2]: person.policy_version for person in facts.people.values()})
     if pooling is not None:
         pooled_fen = pooling(patient, eligible, policies.get(patient.region_code[:2]))

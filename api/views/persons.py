@@ -2,9 +2,6 @@
 from flask import send_file
 
 from api.auth import current_person, issue_voucher, person_required
-from api.extensions import db
-from api.messages import message
-from api.models import Binding
 from api.schemas import (BEARER, FILE_ANSWER, PERSON_AUTH, QUERY, Blueprint, MaterialOut, MaterialUpload,
                          PersonSelf, PoliciesAnswer, PoliciesArgs, PolicyOut, ServiceItem, VoucherOut, refusals)
 from api.services import materials, menu, people
