@@ -41,9 +41,9 @@ run: $(DB_STAMP)
 demo: $(DB_STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m api.embedded $(BIN)/python -m clients.demo
 
-# the crowd against a service already running (`make run` in another terminal): FAMILIES=N SECONDS=S
+# the crowd against a service already running (`make run` in another terminal): FAMILIES=N SIM_SECONDS=S (not SECONDS: bash keeps its own)
 simulate: venv
-	$(BIN)/python -m clients.simulate --families $${FAMILIES:-5} --seconds $${SECONDS:-20} --prepare
+	$(BIN)/python -m clients.simulate --families $${FAMILIES:-5} --seconds $${SIM_SECONDS:-20} --prepare
 
 test: venv
 	$(BIN)/python -m pytest
